@@ -1,0 +1,54 @@
+// Package app builds the sharewarden command tree: one subcommand per role, each binding its
+// flags into the role's Options and handing them to the role's run function.
+package app
+
+import (
+	"errors"
+	"flag"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+// ErrNotImplemented is returned by roles that are not built yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// NewCommand returns the root command with every role as a subcommand.
+func NewCommand() *cobra.Command {
+	logOpts := ctrlzap.Options{Development: false}
+	root := &cobra.Command{
+		Use:   "sharewarden",
+		Short: "ReadWriteMany volumes from any ReadWriteOnce storage class",
+		Long: `ShareWarden turns RWX claims on RWO storage classes into per-volume NFS servers
+with fencing and fast failover. Each role below runs as its own process.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			ctrl.SetLogger(ctrlzap.New(ctrlzap.UseFlagOptions(&logOpts)))
+		},
+	}
+	gfs := flag.NewFlagSet("log", flag.ContinueOnError)
+	logOpts.BindFlags(gfs)
+	root.PersistentFlags().AddGoFlagSet(gfs)
+
+	root.AddCommand(
+		notYet("webhook", "Mutating admission webhook: rewrites RWX claims, marks consumer and server pods"),
+		notYet("extender", "kube-scheduler extender: places NFS servers near their data, consumers off fenced nodes"),
+		notYet("controller", "Provisioner and fencer: backing claims, NFS servers, Services, PVs, failover"),
+		notYet("nfs-server", "NFS server agent: holds the volume's lease and runs nfs-ganesha while it does"),
+		newDemoCommand(),
+	)
+	return root
+}
+
+func notYet(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short + " (not implemented yet)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return ErrNotImplemented
+		},
+	}
+}

@@ -1,0 +1,55 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// Binaries the local control plane runs; `make bins` builds them from the pins in hack/tools.
+var requiredBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+
+// ErrNoBinaries says the control-plane binaries are not built; e2e tests skip on it.
+var ErrNoBinaries = errors.New("control-plane binaries not built")
+
+// BinDirEnv overrides where the control-plane binaries are looked up.
+const BinDirEnv = "SHAREWARDEN_BIN_DIR"
+
+// DefaultBinDir returns $SHAREWARDEN_BIN_DIR, or .cache/bin at the root of the module that
+// contains the working directory.
+func DefaultBinDir() string {
+	if d := os.Getenv(BinDirEnv); d != "" {
+		return d
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return filepath.Join(".cache", "bin")
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "hack", "tools", "k8s", "go.mod")); err == nil {
+			return filepath.Join(d, ".cache", "bin")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, ".cache", "bin")
+		}
+	}
+}
+
+// CheckBinaries reports, wrapping ErrNoBinaries, which binaries or stage files are missing.
+func CheckBinaries(dir string) error {
+	var missing []string
+	for _, b := range requiredBinaries {
+		if _, err := exec.LookPath(filepath.Join(dir, b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(dir, "kwok-stages")); err != nil || !st.IsDir() {
+		missing = append(missing, "kwok-stages/")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w in %s (missing %v): run `make bins`", ErrNoBinaries, dir, missing)
+	}
+	return nil
+}
