@@ -8,7 +8,7 @@ TEST_FLAGS ?=
 
 export SHAREWARDEN_BIN_DIR := $(BIN_DIR)
 
-.PHONY: all build deps bins test unit e2e demo bench lint clean
+.PHONY: all build deps bins generate test unit demo bench lint clean
 
 all: build
 
@@ -39,10 +39,15 @@ demo: deps bins
 bench: deps bins
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem -timeout 60m ./...
 
+# Deepcopy code and the SharedVolume CRD from the Go types in api/ (controller-gen, pinned).
+generate:
+	@BIN_DIR=$(BIN_DIR) hack/generate.sh
+
 lint:
 	$(GO) vet ./...
+	@BIN_DIR=$(BIN_DIR) hack/generate.sh --verify
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	@echo "lint: go vet and gofmt clean"
+	@echo "lint: go vet, gofmt and generated files clean"
 
 clean:
 	rm -rf bin

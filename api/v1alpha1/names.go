@@ -1,0 +1,75 @@
+package v1alpha1
+
+import corev1 "k8s.io/api/core/v1"
+
+// GroupName is the API group and the prefix of every ShareWarden annotation, label and
+// extended resource.
+const GroupName = "sharewarden.io"
+
+// Set by the operator on a StorageClass.
+const (
+	// AnnotationRWX on a StorageClass opts it in: ReadWriteMany and ReadOnlyMany claims on the
+	// class are rewritten to the managed class. The only value understood is RWXModeNFS.
+	AnnotationRWX = GroupName + "/rwx"
+	// RWXModeNFS serves the claim's volume over NFS from a per-volume server.
+	RWXModeNFS = "nfs"
+
+	// DefaultManagedStorageClass is the storage class ShareWarden provisions (the webhook's
+	// --managed-storage-class default).
+	DefaultManagedStorageClass = "sharewarden-nfs"
+	// ParameterBackingStorageClass, a parameter of the managed class, names the ReadWriteOnce
+	// class that backs claims written directly against the managed class.
+	ParameterBackingStorageClass = "backingStorageClass"
+)
+
+// Annotations on a claim.
+const (
+	// AnnotationBackingStorageClass records the class a rewritten claim originally asked for:
+	// the backing ReadWriteOnce volume is provisioned from it. The webhook sets it.
+	AnnotationBackingStorageClass = GroupName + "/backing-storage-class"
+
+	// AnnotationBackingClaim names the backing ReadWriteOnce claim (namespace/name). System only.
+	AnnotationBackingClaim = GroupName + "/backing-claim"
+	// AnnotationServer identifies the NFS server (namespace/name of its Service) that exports the
+	// claim's volume. System only.
+	AnnotationServer = GroupName + "/server"
+	// AnnotationExport is the NFS export path of the claim's volume on its server. System only.
+	AnnotationExport = GroupName + "/export"
+)
+
+// SystemAnnotations returns the annotations only ShareWarden's own components may set or change.
+func SystemAnnotations() []string {
+	return []string{AnnotationBackingClaim, AnnotationServer, AnnotationExport}
+}
+
+// IsSystemAnnotation tells whether key is one of SystemAnnotations.
+func IsSystemAnnotation(key string) bool {
+	switch key {
+	case AnnotationBackingClaim, AnnotationServer, AnnotationExport:
+		return true
+	}
+	return false
+}
+
+// Labels.
+const (
+	// LabelComponent names the ShareWarden component a pod belongs to.
+	LabelComponent = GroupName + "/component"
+	// ComponentNFSServer is LabelComponent's value on the per-volume NFS server pods the
+	// provisioner creates (in ShareWarden's own namespace).
+	ComponentNFSServer = "nfs-server"
+	// LabelIgnore, set to "true" on a namespace or an object, keeps the webhook away from it.
+	LabelIgnore = GroupName + "/ignore"
+)
+
+// Extended resources the webhook puts on pods, declared in the scheduler configuration as
+// managedResources with ignoredByScheduler: true, so that only these pods reach the extender.
+const (
+	// ResourceConsumer marks a pod that mounts a ShareWarden volume.
+	ResourceConsumer corev1.ResourceName = GroupName + "/rwx-consumer"
+	// ResourceServer marks a per-volume NFS server pod.
+	ResourceServer corev1.ResourceName = GroupName + "/rwx-server"
+)
+
+// DefaultSystemNamespace is where ShareWarden's components and NFS servers run.
+const DefaultSystemNamespace = "sharewarden-system"

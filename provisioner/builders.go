@@ -1,0 +1,219 @@
+package provisioner
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+// Names of a volume's objects, all derived from the RWX claim's UID so that they are stable
+// across controller restarts and unique across namespaces.
+func objectName(claimUID string) string { return "sw-" + claimUID }
+
+// PVName is the NFS PV's name for a claim, as external provisioners name theirs.
+func PVName(claimUID string) string { return "pvc-" + claimUID }
+
+// Volume is everything the builders need to know about one volume.
+type Volume struct {
+	Claim *corev1.PersistentVolumeClaim
+	// Namespace holds the backing claim, server pod and Service.
+	Namespace    string
+	BackingClass string
+	Params       ClassParams
+	Server       ServerConfig
+}
+
+// ServerConfig is how the controller runs NFS server pods (from its flags).
+type ServerConfig struct {
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	ServiceAccount  string
+	// HealthPort serves the agent's /healthz and /metrics.
+	HealthPort int32
+	// ExportPath is where the backing volume is mounted in the server and the NFS export path.
+	ExportPath string
+	// ExtraArgs are appended to the agent's arguments.
+	ExtraArgs []string
+}
+
+func (v Volume) uid() string { return string(v.Claim.UID) }
+
+// Labels every object of the volume carries.
+func (v Volume) Labels() map[string]string {
+	return map[string]string{
+		swv1.LabelVolume:         v.uid(),
+		swv1.LabelClaimNamespace: v.Claim.Namespace,
+		swv1.LabelClaimName:      truncateLabel(v.Claim.Name),
+		swv1.LabelClaimUID:       v.uid(),
+		swv1.LabelManagedBy:      swv1.ManagedByController,
+	}
+}
+
+func truncateLabel(s string) string {
+	if len(s) > 63 {
+		return s[:63]
+	}
+	return s
+}
+
+// BackingClaimKey is where the backing claim lives.
+func (v Volume) BackingClaimKey() (ns, name string) { return v.Namespace, objectName(v.uid()) }
+
+// ServerKey is the server pod's and the Service's namespace and name. A fixed pod name means
+// the apiserver itself guarantees at most one server pod per volume.
+func (v Volume) ServerKey() (ns, name string) { return v.Namespace, objectName(v.uid()) }
+
+// requestedSize is the RWX claim's storage request.
+func (v Volume) requestedSize() resource.Quantity {
+	return v.Claim.Spec.Resources.Requests[corev1.ResourceStorage]
+}
+
+// BackingClaim builds the RWO claim that holds the volume's data.
+func BackingClaim(v Volume) *corev1.PersistentVolumeClaim {
+	ns, name := v.BackingClaimKey()
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: v.Labels()},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(v.BackingClass),
+			VolumeMode:       ptr.To(corev1.PersistentVolumeFilesystem),
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: v.requestedSize()},
+			},
+			DataSource:    v.Claim.Spec.DataSource,
+			DataSourceRef: v.Claim.Spec.DataSourceRef,
+		},
+	}
+}
+
+// Service builds the volume's stable ClusterIP Service: NFSv4 over TCP 2049 only.
+func Service(v Volume) *corev1.Service {
+	ns, name := v.ServerKey()
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: v.Labels()},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: map[string]string{swv1.LabelVolume: v.uid(), swv1.LabelComponent: swv1.ComponentNFSServer},
+			Ports: []corev1.ServicePort{{
+				Name: "nfs", Protocol: corev1.ProtocolTCP, Port: swv1.NFSPort, TargetPort: intstr.FromInt32(swv1.NFSPort),
+			}},
+			SessionAffinity: corev1.ServiceAffinityNone,
+		},
+	}
+}
+
+// ServerPod builds the volume's NFS server pod.
+func ServerPod(v Volume) *corev1.Pod {
+	ns, name := v.ServerKey()
+	labels := v.Labels()
+	labels[swv1.LabelComponent] = swv1.ComponentNFSServer
+	_, backing := v.BackingClaimKey()
+	args := []string{
+		"nfs-server",
+		"--export=" + v.Server.ExportPath,
+		"--volume-id=" + v.uid(),
+		"--port=" + strconv.Itoa(swv1.NFSPort),
+		"--health-port=" + strconv.Itoa(int(v.Server.HealthPort)),
+	}
+	if v.Params.RootSquash {
+		args = append(args, "--squash=root")
+	}
+	args = append(args, v.Server.ExtraArgs...)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: corev1.PodSpec{
+			ServiceAccountName:            v.Server.ServiceAccount,
+			EnableServiceLinks:            ptr.To(false),
+			RestartPolicy:                 corev1.RestartPolicyAlways,
+			TerminationGracePeriodSeconds: ptr.To[int64](15),
+			PriorityClassName:             v.Params.PriorityClassName,
+			NodeSelector:                  v.Params.NodeSelector,
+			Tolerations:                   v.Params.Tolerations,
+			Containers: []corev1.Container{{
+				Name:            "nfs-server",
+				Image:           v.Server.Image,
+				ImagePullPolicy: v.Server.ImagePullPolicy,
+				Args:            args,
+				Ports: []corev1.ContainerPort{
+					{Name: "nfs", ContainerPort: swv1.NFSPort, Protocol: corev1.ProtocolTCP},
+					{Name: "health", ContainerPort: v.Server.HealthPort, Protocol: corev1.ProtocolTCP},
+				},
+				Env: []corev1.EnvVar{
+					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+					{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+				},
+				Resources: v.Params.Resources,
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("health")}},
+					PeriodSeconds:    2,
+					FailureThreshold: 2,
+				},
+				VolumeMounts: []corev1.VolumeMount{{Name: "export", MountPath: v.Server.ExportPath}},
+				// ganesha runs as root inside the pod to serve files owned by any user; it needs
+				// no privilege beyond the file capabilities below (see the chart's docs).
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptr.To(false),
+					ReadOnlyRootFilesystem:   ptr.To(true),
+					Capabilities: &corev1.Capabilities{
+						Drop: []corev1.Capability{"ALL"},
+						Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID", "SYS_RESOURCE"},
+					},
+				},
+			}},
+			Volumes: []corev1.Volume{{
+				Name:         "export",
+				VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: backing}},
+			}},
+		},
+	}
+}
+
+// PersistentVolume builds the NFS PV bound to the RWX claim: the Service's ClusterIP (stable
+// across every failover), the export path, the claim's access modes, and capacity as large as
+// the backing volume really is.
+func PersistentVolume(v Volume, serviceIP string, capacity resource.Quantity) *corev1.PersistentVolume {
+	return &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   PVName(v.uid()),
+			Labels: v.Labels(),
+			Annotations: map[string]string{
+				"pv.kubernetes.io/provisioned-by": swv1.Provisioner,
+				swv1.AnnotationBackingClaim:       v.Namespace + "/" + objectName(v.uid()),
+				swv1.AnnotationServer:             v.Namespace + "/" + objectName(v.uid()),
+			},
+		},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: capacity},
+			AccessModes:                   v.Claim.Spec.AccessModes,
+			PersistentVolumeReclaimPolicy: v.Params.ReclaimPolicy,
+			StorageClassName:              ptr.Deref(v.Claim.Spec.StorageClassName, ""),
+			MountOptions:                  v.Params.MountOptions,
+			VolumeMode:                    ptr.To(corev1.PersistentVolumeFilesystem),
+			ClaimRef: &corev1.ObjectReference{
+				APIVersion: "v1", Kind: "PersistentVolumeClaim",
+				Namespace: v.Claim.Namespace, Name: v.Claim.Name, UID: v.Claim.UID,
+			},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{
+				NFS: &corev1.NFSVolumeSource{Server: serviceIP, Path: "/"},
+			},
+		},
+	}
+}
+
+// SharedVolumeFor builds the SharedVolume record of a claim.
+func SharedVolumeFor(claim *corev1.PersistentVolumeClaim, backingClass string) *swv1.SharedVolume {
+	return &swv1.SharedVolume{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: claim.Name, Namespace: claim.Namespace,
+			Labels:     map[string]string{swv1.LabelClaimUID: string(claim.UID), swv1.LabelManagedBy: swv1.ManagedByController},
+			Finalizers: []string{swv1.Finalizer},
+		},
+		Spec: swv1.SharedVolumeSpec{ClaimName: claim.Name, ClaimUID: string(claim.UID), BackingStorageClass: backingClass},
+	}
+}

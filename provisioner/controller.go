@@ -1,0 +1,292 @@
+// Package provisioner is ShareWarden's controller: for every claim on a managed storage class it
+// creates a backing ReadWriteOnce claim, a per-volume NFS server pod, a stable Service and an
+// NFS PV bound to the claim, keeps a SharedVolume with the volume's status, follows resizes,
+// and removes or retains everything when the claim is deleted.
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+// IndexPodClaims indexes pods by the names of the claims they mount.
+const IndexPodClaims = "spec.volumes.persistentVolumeClaim.claimName"
+
+// Options configure `sharewarden controller`.
+type Options struct {
+	Kubeconfig              string
+	Namespace               string
+	BackingInClaimNamespace bool
+	ServerImage             string
+	ServerImagePullPolicy   string
+	ServerServiceAccount    string
+	ServerHealthPort        int32
+	ExportPath              string
+	ServerExtraArgs         []string
+	Workers                 int
+	LeaderElect             bool
+	MetricsAddr             string
+	HealthAddr              string
+}
+
+// NewOptions returns the defaults.
+func NewOptions() Options {
+	return Options{
+		Namespace:             swv1.DefaultSystemNamespace,
+		ServerImage:           "ghcr.io/sharewarden/sharewarden-nfs-server:latest",
+		ServerImagePullPolicy: string(corev1.PullIfNotPresent),
+		ServerServiceAccount:  "sharewarden-nfs-server",
+		ServerHealthPort:      9090,
+		ExportPath:            "/export",
+		Workers:               4,
+		LeaderElect:           true,
+		MetricsAddr:           ":8080",
+		HealthAddr:            ":8081",
+	}
+}
+
+// AddFlags binds the options to fs.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (default: in-cluster config or $KUBECONFIG)")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace for backing claims, NFS server pods and Services, and for the leader-election lease")
+	fs.BoolVar(&o.BackingInClaimNamespace, "backing-in-claim-namespace", o.BackingInClaimNamespace, "put backing claims, servers and Services in each claim's namespace instead (tenants can then see and tamper with them)")
+	fs.StringVar(&o.ServerImage, "server-image", o.ServerImage, "image of the NFS server pods (sharewarden-nfs-server)")
+	fs.StringVar(&o.ServerImagePullPolicy, "server-image-pull-policy", o.ServerImagePullPolicy, "pull policy of the NFS server image")
+	fs.StringVar(&o.ServerServiceAccount, "server-service-account", o.ServerServiceAccount, "service account of the NFS server pods")
+	fs.Int32Var(&o.ServerHealthPort, "server-health-port", o.ServerHealthPort, "port of the NFS server agent's /healthz and /metrics")
+	fs.StringVar(&o.ExportPath, "export-path", o.ExportPath, "where the backing volume is mounted in the server pod")
+	fs.StringSliceVar(&o.ServerExtraArgs, "server-extra-arg", o.ServerExtraArgs, "extra argument for `sharewarden nfs-server` (repeatable)")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "volumes reconciled in parallel")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
+	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
+}
+
+// Validate reports every bad option.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Namespace == "" {
+		errs = append(errs, errors.New("--namespace must be set (it also holds the leader-election lease)"))
+	}
+	if o.ServerImage == "" {
+		errs = append(errs, errors.New("--server-image must be set"))
+	}
+	switch corev1.PullPolicy(o.ServerImagePullPolicy) {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		errs = append(errs, fmt.Errorf("--server-image-pull-policy %q: want Always, IfNotPresent or Never", o.ServerImagePullPolicy))
+	}
+	if o.ServerHealthPort <= 0 || o.ServerHealthPort > 65535 || o.ServerHealthPort == swv1.NFSPort {
+		errs = append(errs, fmt.Errorf("--server-health-port %d: want 1-65535 and not %d", o.ServerHealthPort, swv1.NFSPort))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, fmt.Errorf("--workers %d: want at least 1", o.Workers))
+	}
+	if len(o.ExportPath) == 0 || o.ExportPath[0] != '/' {
+		errs = append(errs, fmt.Errorf("--export-path %q: want an absolute path", o.ExportPath))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) config() Config {
+	return Config{
+		Namespace:               o.Namespace,
+		BackingInClaimNamespace: o.BackingInClaimNamespace,
+		Server: ServerConfig{
+			Image:           o.ServerImage,
+			ImagePullPolicy: corev1.PullPolicy(o.ServerImagePullPolicy),
+			ServiceAccount:  o.ServerServiceAccount,
+			HealthPort:      o.ServerHealthPort,
+			ExportPath:      o.ExportPath,
+			ExtraArgs:       o.ServerExtraArgs,
+		},
+	}
+}
+
+// Scheme holds the types the controller reads and writes.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("registering core types: %w", err)
+	}
+	if err := swv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("registering ShareWarden types: %w", err)
+	}
+	return s, nil
+}
+
+// Run runs the controller until ctx ends.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("invalid options: %w", err)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = opts.Kubeconfig
+	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	restCfg.QPS, restCfg.Burst = 100, 200
+	scheme, err := Scheme()
+	if err != nil {
+		return err
+	}
+	leNS := opts.Namespace
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:        opts.HealthAddr,
+		LeaderElection:                opts.LeaderElect,
+		LeaderElectionID:              "sharewarden-controller",
+		LeaderElectionNamespace:       leNS,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: slimPod}}},
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding healthz: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("adding readyz: %w", err)
+	}
+	r := &Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("sharewarden-controller"),
+		Metrics:  NewMetrics(metrics.Registry),
+		Config:   opts.config(),
+	}
+	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
+		return err
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("running manager: %w", err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the pod index and the watches: SharedVolumes, claims (the RWX
+// claims and the backing claims), server pods, Services and PVs all map to the RWX claim's
+// namespace/name.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, IndexPodClaims, podClaimNames); err != nil {
+		return fmt.Errorf("indexing pods by claim: %w", err)
+	}
+	byLabels := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if key, ok := claimKeyFromLabels(o); ok {
+			return []reconcile.Request{{NamespacedName: key}}
+		}
+		return nil
+	})
+	claims := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if key, ok := claimKeyFromLabels(o); ok { // a backing claim
+			return []reconcile.Request{{NamespacedName: key}}
+		}
+		return []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(o)}}
+	})
+	consumers := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if key, ok := claimKeyFromLabels(o); ok { // a server pod
+			return []reconcile.Request{{NamespacedName: key}}
+		}
+		var out []reconcile.Request
+		for _, name := range podClaimNames(o) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}})
+		}
+		return out
+	})
+	owned := builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[swv1.LabelManagedBy] == swv1.ManagedByController
+	}))
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("provisioner").
+		For(&swv1.SharedVolume{}).
+		Watches(&corev1.PersistentVolumeClaim{}, claims).
+		Watches(&corev1.Pod{}, consumers, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			_, server := claimKeyFromLabels(o)
+			return server || len(podClaimNames(o)) > 0
+		}))).
+		Watches(&corev1.Service{}, byLabels, owned).
+		Watches(&corev1.PersistentVolume{}, byLabels, owned).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("building controller: %w", err)
+	}
+	return nil
+}
+
+func claimKeyFromLabels(o client.Object) (client.ObjectKey, bool) {
+	l := o.GetLabels()
+	if l[swv1.LabelManagedBy] != swv1.ManagedByController || l[swv1.LabelClaimNamespace] == "" || l[swv1.LabelClaimName] == "" {
+		return client.ObjectKey{}, false
+	}
+	return client.ObjectKey{Namespace: l[swv1.LabelClaimNamespace], Name: l[swv1.LabelClaimName]}, true
+}
+
+func podClaimNames(o client.Object) []string {
+	p, ok := o.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, v := range p.Spec.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			out = append(out, v.PersistentVolumeClaim.ClaimName)
+		case v.Ephemeral != nil: // a generic ephemeral volume's claim is named <pod>-<volume>
+			out = append(out, p.Name+"-"+v.Name)
+		}
+	}
+	return out
+}
+
+// slimPod keeps only what the controller reads of a pod, so that caching every pod in a large
+// cluster stays cheap.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	if p.Labels[swv1.LabelManagedBy] == swv1.ManagedByController {
+		p.ManagedFields = nil
+		return p, nil
+	}
+	slim := &corev1.Pod{
+		TypeMeta:   p.TypeMeta,
+		ObjectMeta: *p.ObjectMeta.DeepCopy(),
+		Spec:       corev1.PodSpec{NodeName: p.Spec.NodeName},
+		Status:     corev1.PodStatus{Phase: p.Status.Phase},
+	}
+	slim.ManagedFields = nil
+	slim.Annotations = nil
+	for _, v := range p.Spec.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			slim.Spec.Volumes = append(slim.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: v.PersistentVolumeClaim}})
+		case v.Ephemeral != nil:
+			slim.Spec.Volumes = append(slim.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{}}})
+		}
+	}
+	return slim, nil
+}

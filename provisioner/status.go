@@ -1,0 +1,179 @@
+package provisioner
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+// Observation is what the controller saw of one volume in one reconcile.
+type Observation struct {
+	Generation int64
+	// Deleting: the RWX claim is gone; the volume's objects are being removed or retained.
+	Deleting bool
+	// Problem, when set, is why provisioning cannot go on (e.g. the backing class is missing).
+	Problem *Problem
+
+	BackingClaim *corev1.PersistentVolumeClaim
+	Service      *corev1.Service
+	ServerPod    *corev1.Pod
+	PV           *corev1.PersistentVolume
+	// ClaimBound: the RWX claim is Bound to PV.
+	ClaimBound bool
+	Consumers  int32
+
+	// Lease is the server's lease as the fencer saw it; LeaseExpired is its verdict that the
+	// server stopped renewing. FencedNode is set once the old server is known stopped and its
+	// node fenced.
+	Lease        *swv1.LeaseStatus
+	LeaseExpired bool
+	FencedNode   string
+}
+
+// Problem is a reason provisioning is blocked. Fatal problems need a user to act (the claim or
+// class is wrong); others may clear by themselves (a class not created yet).
+type Problem struct {
+	Reason, Message string
+	Fatal           bool
+}
+
+// ComputeStatus derives a SharedVolume's status from an observation and the previous status.
+// It is a pure function of its inputs, so every transition is unit-tested.
+func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Time) swv1.SharedVolumeStatus {
+	st := *prev.DeepCopy()
+	st.ObservedGeneration = obs.Generation
+	st.ConsumerCount = obs.Consumers
+	st.Lease = obs.Lease
+
+	if obs.BackingClaim != nil {
+		st.BackingClaim = &swv1.ObjectRef{Namespace: obs.BackingClaim.Namespace, Name: obs.BackingClaim.Name}
+	}
+	if obs.Service != nil {
+		st.Service = &swv1.ObjectRef{Namespace: obs.Service.Namespace, Name: obs.Service.Name}
+		st.ServiceIP = obs.Service.Spec.ClusterIP
+	}
+	if obs.PV != nil {
+		st.VolumeName = obs.PV.Name
+	}
+	st.Server = swv1.ServerStatus{}
+	if obs.ServerPod != nil {
+		st.Server = swv1.ServerStatus{
+			Pod:      &swv1.ObjectRef{Namespace: obs.ServerPod.Namespace, Name: obs.ServerPod.Name},
+			NodeName: obs.ServerPod.Spec.NodeName,
+			Ready:    podReady(obs.ServerPod),
+		}
+	}
+	backingBound := obs.BackingClaim != nil && obs.BackingClaim.Status.Phase == corev1.ClaimBound
+
+	cond := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: obs.Generation, LastTransitionTime: now,
+		})
+	}
+	cond(swv1.ConditionBackingBound, backingBound, pick(backingBound, "Bound", "Pending"), backingMessage(obs.BackingClaim))
+	cond(swv1.ConditionServerReady, st.Server.Ready, pick(st.Server.Ready, "Ready", "NotReady"), serverMessage(obs.ServerPod))
+	cond(swv1.ConditionBound, obs.ClaimBound, pick(obs.ClaimBound, "Bound", "NotBound"), "")
+
+	inFailover := st.LastFailover != nil && st.LastFailover.EndTime == nil
+	serving := backingBound && st.Server.Ready && obs.PV != nil && obs.ClaimBound && !obs.LeaseExpired
+	switch {
+	case obs.Deleting:
+		st.Phase = swv1.PhaseDeleting
+	case obs.Problem != nil && obs.Problem.Fatal:
+		st.Phase = swv1.PhaseFailed
+	case inFailover:
+		f := st.LastFailover
+		if obs.FencedNode != "" && f.FencedTime == nil {
+			f.FencedTime = &now
+		}
+		switch {
+		case serving && st.Server.NodeName != "" && f.FencedTime != nil:
+			f.EndTime = &now
+			f.Duration = &metav1.Duration{Duration: now.Sub(f.StartTime.Time)}
+			f.ToNode = st.Server.NodeName
+			st.Phase = swv1.PhaseReady
+		case f.FencedTime != nil:
+			st.Phase = swv1.PhaseFenced
+		default:
+			st.Phase = swv1.PhaseFailingOver
+		}
+	case obs.LeaseExpired && prev.Phase == swv1.PhaseReady:
+		st.FailoverCount++
+		st.LastFailover = &swv1.FailoverStatus{StartTime: now, FromNode: prev.Server.NodeName, Reason: "LeaseExpired"}
+		st.Phase = swv1.PhaseFailingOver
+		if obs.FencedNode != "" {
+			st.LastFailover.FencedTime = &now
+			st.Phase = swv1.PhaseFenced
+		}
+	case obs.Problem != nil:
+		st.Phase = swv1.PhasePending
+	case serving:
+		st.Phase = swv1.PhaseReady
+	case obs.BackingClaim != nil:
+		st.Phase = swv1.PhaseProvisioning
+	default:
+		st.Phase = swv1.PhasePending
+	}
+	if obs.FencedNode != "" && !contains(st.FencedNodes, obs.FencedNode) {
+		st.FencedNodes = append(st.FencedNodes, obs.FencedNode)
+	}
+
+	ready, reason, msg := st.Phase == swv1.PhaseReady, string(st.Phase), ""
+	if obs.Problem != nil {
+		reason, msg = obs.Problem.Reason, obs.Problem.Message
+	}
+	cond(swv1.ConditionReady, ready, reason, msg)
+	return st
+}
+
+func pick(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func podReady(p *corev1.Pod) bool {
+	if p == nil || p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func backingMessage(pvc *corev1.PersistentVolumeClaim) string {
+	if pvc == nil {
+		return "backing claim not created yet"
+	}
+	return "backing claim " + pvc.Namespace + "/" + pvc.Name + " is " + string(pvc.Status.Phase)
+}
+
+func serverMessage(p *corev1.Pod) string {
+	switch {
+	case p == nil:
+		return "server pod not created yet"
+	case p.Spec.NodeName == "":
+		return "server pod " + p.Name + " not scheduled yet"
+	default:
+		return "server pod " + p.Name + " on " + p.Spec.NodeName + " is " + string(p.Status.Phase)
+	}
+}
