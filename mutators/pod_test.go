@@ -93,7 +93,9 @@ func podFacts() mutators.PodFacts {
 func TestMutatePod(t *testing.T) {
 	const second = "sharewarden-scheduler"
 	withScheduler := func(f *mutators.PodFacts) { f.SchedulerName = second }
-	withDefault := func(name string) func(*mutators.PodFacts) { return func(f *mutators.PodFacts) { f.DefaultClass = name } }
+	withDefault := func(name string) func(*mutators.PodFacts) {
+		return func(f *mutators.PodFacts) { f.DefaultClass = name }
+	}
 	serverPod := []podOpt{inNamespace(v1alpha1.DefaultSystemNamespace), labelled(v1alpha1.LabelComponent, v1alpha1.ComponentNFSServer)}
 
 	cases := []struct {
