@@ -1,0 +1,126 @@
+package nfsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// supervise waits for the gate, runs ganesha, and returns when it has been reaped:
+//   - ctx ends (main turns SIGTERM and SIGINT into that): ganesha gets SIGTERM, its own graceful
+//     shutdown, and SIGKILL after StopTimeout; nil if it stopped in time.
+//   - the gate's serving context ends first: ganesha gets SIGKILL at once; an error.
+//   - ganesha exits on its own: an error saying how.
+func (a *Agent) supervise(ctx context.Context) error {
+	logger := log.FromContext(ctx)
+	logger.Info("waiting for the gate before starting ganesha")
+	serving, err := a.gate(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("waiting to serve: %w", err)
+	}
+
+	o := a.opts
+	cmd := exec.Command(o.GaneshaBinary,
+		"-F", // foreground: the agent is its parent and reaper
+		"-L", o.GaneshaLog,
+		"-f", o.ConfigPath(),
+		"-p", o.PIDPath(),
+		"-N", o.GaneshaLogLevel,
+	)
+	cmd.Stdout, cmd.Stderr = a.Stdout, a.Stderr
+	cmd.SysProcAttr = childAttrs()
+
+	started := make(chan error, 1)
+	exited := make(chan error, 1)
+	go func() {
+		// The parent-death signal fires when the thread that forked the child exits, so that
+		// thread stays locked to this goroutine until ganesha is reaped.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		exited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("starting ganesha: %w", err)
+	}
+	a.running.Store(true)
+	a.metrics.running.Set(1)
+	a.metrics.starts.Inc()
+	logger.Info("ganesha started", "pid", cmd.Process.Pid, "address", o.NFSAddress, "pseudoPath", o.PseudoPath)
+	defer func() {
+		a.running.Store(false)
+		a.metrics.running.Set(0)
+		a.metrics.up.Set(0)
+	}()
+
+	select {
+	case err := <-exited:
+		a.metrics.exits.WithLabelValues(exitFailed).Inc()
+		return fmt.Errorf("ganesha exited unexpectedly: %s", describeExit(err))
+
+	case <-serving.Done():
+		if ctx.Err() != nil {
+			return a.stop(ctx, cmd, exited)
+		}
+		// Losing the right to serve means stop serving now: no grace, no flushing.
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err := <-exited
+		a.metrics.exits.WithLabelValues(exitKilled).Inc()
+		logger.Info("ganesha killed: may no longer serve", "exit", describeExit(err))
+		return fmt.Errorf("stopped serving: %w", context.Cause(serving))
+
+	case <-ctx.Done():
+		return a.stop(ctx, cmd, exited)
+	}
+}
+
+// stop asks ganesha to shut down and waits StopTimeout before killing it.
+func (a *Agent) stop(ctx context.Context, cmd *exec.Cmd, exited <-chan error) error {
+	logger := log.FromContext(ctx)
+	logger.Info("stopping ganesha", "signal", "SIGTERM")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		logger.Error(err, "signalling ganesha")
+	}
+	t := time.NewTimer(a.opts.StopTimeout)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		a.metrics.exits.WithLabelValues(exitStopped).Inc()
+		logger.Info("ganesha stopped", "exit", describeExit(err))
+		return nil
+	case <-t.C:
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err := <-exited
+		a.metrics.exits.WithLabelValues(exitKilled).Inc()
+		return fmt.Errorf("ganesha did not stop within %s of SIGTERM and was killed: %s", a.opts.StopTimeout, describeExit(err))
+	}
+}
+
+// describeExit turns cmd.Wait's error into "exit status 2", "killed by signal killed", ...
+func describeExit(err error) string {
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return "exit status 0"
+	case errors.As(err, &exitErr):
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return exitErr.Error()
+	}
+	return err.Error()
+}
