@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,8 +29,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Volumes that reached Ready (first time or after a failover).",
 		}),
 	}
-	reg.MustRegister(m.timeToReady, m.readyTotal)
+	m.timeToReady = register(reg, m.timeToReady)
+	m.readyTotal = register(reg, m.readyTotal)
 	return m
+}
+
+// register adds c to reg, or reuses the collector already there (a second controller in the
+// same process, as in tests, shares controller-runtime's registry).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
 }
 
 func (m *Metrics) observeReady(sv *swv1.SharedVolume, now time.Time) {

@@ -222,6 +222,7 @@ func (r *Reconciler) ensureBackingClaim(ctx context.Context, claim *corev1.Persi
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
 	if apierrors.IsNotFound(err) {
 		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			r.event(claim, corev1.EventTypeWarning, ReasonBackingClaimPending, "Provision", "cannot create backing claim: "+err.Error())
 			return nil, nil, fmt.Errorf("creating backing claim: %w", err)
 		}
 		r.event(claim, corev1.EventTypeNormal, ReasonBackingClaimCreated, "Provision",
@@ -293,6 +294,7 @@ func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentV
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
 	if apierrors.IsNotFound(err) {
 		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			r.event(claim, corev1.EventTypeWarning, ReasonServerNotReady, "Provision", "cannot create NFS server pod: "+err.Error())
 			return nil, nil, fmt.Errorf("creating server pod: %w", err)
 		}
 		r.event(claim, corev1.EventTypeNormal, ReasonServerStarting, "Provision", fmt.Sprintf("starting NFS server pod %s/%s", want.Namespace, want.Name))

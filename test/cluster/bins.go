@@ -17,22 +17,27 @@ var ErrNoBinaries = errors.New("control-plane binaries not built")
 // BinDirEnv overrides where the control-plane binaries are looked up.
 const BinDirEnv = "SHAREWARDEN_BIN_DIR"
 
-// DefaultBinDir returns $SHAREWARDEN_BIN_DIR, or .cache/bin at the root of the module that
-// contains the working directory.
+// DefaultBinDir returns $SHAREWARDEN_BIN_DIR, or .cache/bin at the repository root.
 func DefaultBinDir() string {
 	if d := os.Getenv(BinDirEnv); d != "" {
 		return d
 	}
+	return filepath.Join(RepoRoot(), ".cache", "bin")
+}
+
+// RepoRoot is the ShareWarden checkout containing the working directory (found by walking up
+// to hack/tools/k8s/go.mod), or the working directory itself.
+func RepoRoot() string {
 	dir, err := os.Getwd()
 	if err != nil {
-		return filepath.Join(".cache", "bin")
+		return "."
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "hack", "tools", "k8s", "go.mod")); err == nil {
-			return filepath.Join(d, ".cache", "bin")
+			return d
 		}
 		if filepath.Dir(d) == d {
-			return filepath.Join(dir, ".cache", "bin")
+			return dir
 		}
 	}
 }

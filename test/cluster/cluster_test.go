@@ -19,6 +19,9 @@ import (
 // a pod is scheduled and runs, a failed node is marked unreachable by the real node lifecycle
 // controller and comes back, and Stop leaves no process or temp dir behind.
 func TestHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: skipped in -short mode")
+	}
 	binDir := cluster.DefaultBinDir()
 	if err := cluster.CheckBinaries(binDir); err != nil {
 		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
