@@ -16,6 +16,12 @@ import (
 // across controller restarts and unique across namespaces.
 func objectName(claimUID string) string { return "sw-" + claimUID }
 
+// ExportPseudoPath is the NFSv4 pseudo path every server exports its volume at.
+const ExportPseudoPath = "/export"
+
+// serverRuntimeDir holds ganesha's config and pid file in the server pod (an emptyDir).
+const serverRuntimeDir = "/run/sharewarden"
+
 // PVName is the NFS PV's name for a claim, as external provisioners name theirs.
 func PVName(claimUID string) string { return "pvc-" + claimUID }
 
@@ -116,13 +122,15 @@ func ServerPod(v Volume) *corev1.Pod {
 	_, backing := v.BackingClaimKey()
 	args := []string{
 		"nfs-server",
-		"--export=" + v.Server.ExportPath,
 		"--volume-id=" + v.uid(),
-		"--port=" + strconv.Itoa(swv1.NFSPort),
-		"--health-port=" + strconv.Itoa(int(v.Server.HealthPort)),
+		"--volume-dir=" + v.Server.ExportPath,
+		"--pseudo-path=" + ExportPseudoPath,
+		"--nfs-address=0.0.0.0:" + strconv.Itoa(swv1.NFSPort),
+		"--http-address=:" + strconv.Itoa(int(v.Server.HealthPort)),
+		"--runtime-dir=" + serverRuntimeDir,
 	}
 	if v.Params.RootSquash {
-		args = append(args, "--squash=root")
+		args = append(args, "--squash=root_squash")
 	}
 	args = append(args, v.Server.ExtraArgs...)
 	return &corev1.Pod{
@@ -154,7 +162,10 @@ func ServerPod(v Volume) *corev1.Pod {
 					PeriodSeconds:    2,
 					FailureThreshold: 2,
 				},
-				VolumeMounts: []corev1.VolumeMount{{Name: "export", MountPath: v.Server.ExportPath}},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "export", MountPath: v.Server.ExportPath},
+					{Name: "run", MountPath: serverRuntimeDir},
+				},
 				// ganesha runs as root inside the pod to serve files owned by any user; it needs
 				// no privilege beyond the file capabilities below (see the chart's docs).
 				SecurityContext: &corev1.SecurityContext{
@@ -166,10 +177,11 @@ func ServerPod(v Volume) *corev1.Pod {
 					},
 				},
 			}},
-			Volumes: []corev1.Volume{{
-				Name:         "export",
-				VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: backing}},
-			}},
+			Volumes: []corev1.Volume{
+				{Name: "export", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: backing}}},
+				// ganesha's config, pid file and caches: the root filesystem stays read-only.
+				{Name: "run", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: ptr.To(resource.MustParse("16Mi"))}}},
+			},
 		},
 	}
 }
@@ -200,7 +212,7 @@ func PersistentVolume(v Volume, serviceIP string, capacity resource.Quantity) *c
 				Namespace: v.Claim.Namespace, Name: v.Claim.Name, UID: v.Claim.UID,
 			},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
-				NFS: &corev1.NFSVolumeSource{Server: serviceIP, Path: "/"},
+				NFS: &corev1.NFSVolumeSource{Server: serviceIP, Path: ExportPseudoPath},
 			},
 		},
 	}

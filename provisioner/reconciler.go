@@ -340,7 +340,7 @@ func (r *Reconciler) ensurePV(ctx context.Context, claim *corev1.PersistentVolum
 			return nil, nil, fmt.Errorf("creating PV: %w", err)
 		}
 		r.event(claim, corev1.EventTypeNormal, ReasonProvisioned, "Provision",
-			fmt.Sprintf("provisioned NFS volume %s (%s) at %s:/", want.Name, capacity.String(), obs.Service.Spec.ClusterIP))
+			fmt.Sprintf("provisioned NFS volume %s (%s) at %s:%s", want.Name, quantity(capacity), obs.Service.Spec.ClusterIP, ExportPseudoPath))
 		return want, nil, nil
 	}
 	if p := r.checkOurs(got, vol); p != nil {

@@ -35,7 +35,7 @@ with fencing and fast failover. Each role below runs as its own process.`,
 	root.AddCommand(
 		notYet("webhook", "Mutating admission webhook: rewrites RWX claims, marks consumer and server pods"),
 		notYet("extender", "kube-scheduler extender: places NFS servers near their data, consumers off fenced nodes"),
-		notYet("controller", "Provisioner and fencer: backing claims, NFS servers, Services, PVs, failover"),
+		newControllerCommand(),
 		newNFSServerCommand(),
 		newDemoCommand(),
 	)
