@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/nfsserver"
 )
 
 func testVolume() Volume {
@@ -89,7 +92,30 @@ func TestBuilders(t *testing.T) {
 	}
 
 	v.Params.RootSquash = true
-	if !slices.Contains(ServerPod(v).Spec.Containers[0].Args, "--squash=root") {
+	if !slices.Contains(ServerPod(v).Spec.Containers[0].Args, "--squash=root_squash") {
 		t.Error("root squash not passed to the server")
+	}
+	if pv.Spec.NFS.Path != ExportPseudoPath {
+		t.Errorf("PV path %q, want the server's pseudo path %q", pv.Spec.NFS.Path, ExportPseudoPath)
+	}
+}
+
+// TestServerArgsAcceptedByAgent parses the server pod's arguments with the agent's own flags,
+// so the two roles cannot drift apart.
+func TestServerArgsAcceptedByAgent(t *testing.T) {
+	v := testVolume()
+	v.Params.RootSquash = true
+	args := ServerPod(v).Spec.Containers[0].Args
+	if args[0] != "nfs-server" {
+		t.Fatalf("first argument %q, want the nfs-server subcommand", args[0])
+	}
+	opts := nfsserver.DefaultOptions()
+	fs := pflag.NewFlagSet("nfs-server", pflag.ContinueOnError)
+	opts.AddFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		t.Fatalf("agent rejects the controller's arguments: %v", err)
+	}
+	if opts.VolumeID != string(v.Claim.UID) || opts.VolumeDir != "/export" || opts.PseudoPath != ExportPseudoPath || opts.Squash != nfsserver.SquashRoot {
+		t.Errorf("agent options from the pod: %+v", opts)
 	}
 }
