@@ -33,7 +33,7 @@ with fencing and fast failover. Each role below runs as its own process.`,
 	root.PersistentFlags().AddGoFlagSet(gfs)
 
 	root.AddCommand(
-		notYet("webhook", "Mutating admission webhook: rewrites RWX claims, marks consumer and server pods"),
+		newWebhookCommand(),
 		notYet("extender", "kube-scheduler extender: places NFS servers near their data, consumers off fenced nodes"),
 		newControllerCommand(),
 		newNFSServerCommand(),

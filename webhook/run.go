@@ -1,0 +1,131 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	apiserveroptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+)
+
+// Run serves the webhook until ctx ends: it starts informers for storage classes and claims,
+// serves HTTPS with the certificate files (reloaded when they change), and reports ready once
+// the informer caches have synced.
+func Run(ctx context.Context, opts *Options) error {
+	if err := opts.Validate(); err != nil {
+		return fmt.Errorf("invalid options: %w", err)
+	}
+	log := logf.FromContext(ctx)
+	cfg, err := restConfig(opts.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(storagev1.AddToScheme(scheme))
+
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: cache.TransformStripManagedFields()})
+	if err != nil {
+		return fmt.Errorf("creating informer cache: %w", err)
+	}
+	for _, obj := range []client.Object{&storagev1.StorageClass{}, &corev1.PersistentVolumeClaim{}} {
+		if _, err := informers.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("registering informer for %T: %w", obj, err)
+		}
+	}
+	api, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating API client: %w", err)
+	}
+
+	var synced atomic.Bool
+	srv, err := NewServer(ctx, opts.Config, ReadThrough{Cache: informers, API: api},
+		healthz.NamedCheck("informer-sync", func(*http.Request) error {
+			if !synced.Load() {
+				return errors.New("informer caches not synced yet")
+			}
+			return nil
+		}))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	addr, stopped, err := ServeTLS(ctx, opts.SecureServing, srv, opts.ShutdownTimeout)
+	if err != nil {
+		return err
+	}
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- informers.Start(ctx) }()
+	log.Info("serving admission webhook", "address", addr.String(),
+		"managedStorageClass", opts.ManagedClass, "schedulerName", opts.SchedulerName)
+	go func() {
+		if informers.WaitForCacheSync(ctx) {
+			synced.Store(true)
+			log.Info("informer caches synced; ready")
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-cacheDone:
+		if err != nil {
+			runErr = fmt.Errorf("informer cache stopped: %w", err)
+		}
+		cancel()
+	}
+	<-stopped
+	log.Info("admission webhook stopped")
+	return runErr
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %q: %w", kubeconfig, err)
+	}
+	cfg.UserAgent = "sharewarden-webhook"
+	// A burst of pods mounting fresh claims reads through to the API; do not throttle it hard.
+	cfg.QPS, cfg.Burst = 50, 100
+	return cfg, nil
+}
+
+// ServeTLS serves h over HTTPS as ss says until ctx ends, and returns at once with the address
+// it listens on and a channel closed when the server has stopped. The certificate and key files
+// are watched and reloaded when they change, so a rotated certificate is served without a
+// restart.
+func ServeTLS(ctx context.Context, ss *apiserveroptions.SecureServingOptions, h http.Handler, shutdownTimeout time.Duration) (net.Addr, <-chan struct{}, error) {
+	var serving *server.SecureServingInfo
+	if err := ss.ApplyTo(&serving); err != nil {
+		return nil, nil, fmt.Errorf("setting up HTTPS: %w", err)
+	}
+	if serving == nil {
+		return nil, nil, errors.New("setting up HTTPS: no listener (is --secure-port 0?)")
+	}
+	if serving.Cert == nil {
+		_ = serving.Listener.Close()
+		return nil, nil, errors.New("setting up HTTPS: no serving certificate (--tls-cert-file, --tls-private-key-file)")
+	}
+	stopped, _, err := serving.Serve(h, shutdownTimeout, ctx.Done())
+	if err != nil {
+		_ = serving.Listener.Close()
+		return nil, nil, fmt.Errorf("serving HTTPS: %w", err)
+	}
+	return serving.Listener.Addr(), stopped, nil
+}
