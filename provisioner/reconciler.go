@@ -424,7 +424,10 @@ func (r *Reconciler) finish(ctx context.Context, sv *swv1.SharedVolume, obs Obse
 		}
 	}
 	sv.Status = st
-	if err := r.Client.Status().Update(ctx, sv); err != nil {
+	if err := r.Client.Status().Update(ctx, sv); apierrors.IsConflict(err) {
+		// Our cache is behind our own last write; the watch brings the new version shortly.
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil
+	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating SharedVolume status: %w", err)
 	}
 	return res, nil

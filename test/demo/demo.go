@@ -89,6 +89,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	}
 	say("pod %s/%s scheduled on %s and %s (pod IP %s)", ns, pod.Name, got.Spec.NodeName, got.Status.Phase, got.Status.PodIP)
 
+	stopStack, err := sharedVolumeWalkthrough(ctx, c, say)
+	if err != nil {
+		return err
+	}
+	defer stopStack()
+
 	if opts.Duration > 0 {
 		say("up for %s more; Ctrl-C stops it sooner", opts.Duration)
 		select {

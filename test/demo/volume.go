@@ -1,0 +1,216 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/provisioner"
+	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
+	"github.com/sharewarden/sharewarden/test/serverrunner"
+)
+
+// sharedVolumeWalkthrough installs ShareWarden on the plane, provisions an RWX claim and
+// moves data through its NFS server with a real NFS client. What it starts keeps running until
+// the returned stop is called.
+func sharedVolumeWalkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...any)) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	return stop, walkthrough(ctx, c, say, func(f func()) { stops = append(stops, f) })
+}
+
+func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...any), onStop func(func())) error {
+	say("installing ShareWarden: CRDs, namespace %s, classes %s (opted in, local disks on every node) and %s (managed)",
+		fixture.SystemNamespace, fixture.BackingClass, fixture.ManagedClass)
+	if err := fixture.InstallCRDs(ctx, c); err != nil {
+		return err
+	}
+	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 2}); err != nil {
+		return err
+	}
+	logPath := filepath.Join(c.WorkDir(), "sharewarden-controller.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("controller log: %w", err)
+	}
+	onStop(func() { _ = logFile.Close() })
+	ctl := fixture.StartController(log.IntoContext(ctx, ctrlzap.New(ctrlzap.WriteTo(logFile))), fixture.ControllerOptions(c))
+	onStop(func() { _ = ctl.Stop() })
+	say("controller running in-process (leader election on), log: %s", logPath)
+
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locating the sharewarden binary: %w", err)
+	}
+	dataPlane := os.Geteuid() == 0 && haveTools("ganesha.nfsd", "nfs-cp", "nfs-cat", "nfs-ls")
+	var runner *serverrunner.Runner
+	if dataPlane {
+		runner, err = serverrunner.Start(ctx, serverrunner.Config{
+			Client: c.Client(), Binary: self, Namespace: fixture.SystemNamespace,
+			WorkDir: filepath.Join(c.WorkDir(), "dataplane"),
+			// libnfs, the demo's NFS client, speaks NFSv4.0 only; kernel clients use 4.1.
+			ExtraArgs: []string{"--nfs-minor-versions=0,1,2"},
+			Logf:    func(f string, a ...any) { say("  kubelet: "+f, a...) },
+		})
+		if err != nil {
+			return err
+		}
+		onStop(runner.Stop)
+		say("playing the kubelet for NFS server pods: each runs `sharewarden nfs-server` with real nfs-ganesha on a loopback address")
+	} else {
+		say("NOTE: no root or no nfs-ganesha/libnfs-utils here (make demo installs them): control plane only, no NFS data path")
+	}
+
+	scheme, err := provisioner.Scheme()
+	if err != nil {
+		return err
+	}
+	cl, err := client.New(c.RESTConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	const ns, name = "demo", "shared"
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr.To(fixture.ManagedClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
+		},
+	}
+	if err := cl.Create(ctx, claim); err != nil {
+		return fmt.Errorf("creating claim: %w", err)
+	}
+	say("created RWX claim %s/%s (5Gi, class %s)", ns, name, fixture.ManagedClass)
+	t0 := time.Now()
+	sv := &swv1.SharedVolume{}
+	lastPhase := swv1.Phase("")
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
+			return false, nil //nolint:nilerr // not created yet
+		}
+		if sv.Status.Phase != lastPhase {
+			say("  SharedVolume %s/%s: %s", ns, name, sv.Status.Phase)
+			lastPhase = sv.Status.Phase
+		}
+		return sv.Status.Phase == swv1.PhaseReady, nil
+	})
+	if err != nil {
+		return fmt.Errorf("volume did not become Ready: %w", err)
+	}
+	say("volume Ready in %s: server %s on %s, Service IP %s, PV %s",
+		time.Since(t0).Round(time.Millisecond), sv.Status.Server.Pod.Name, sv.Status.Server.NodeName, sv.Status.ServiceIP, sv.Status.VolumeName)
+	if err := printEvents(ctx, c, ns, name, say); err != nil {
+		return err
+	}
+	if runner == nil {
+		return nil
+	}
+	var ep serverrunner.Endpoint
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		var ok bool
+		ep, ok = runner.Endpoint(sv.Status.Server.Pod.Name)
+		return ok, nil
+	}); err != nil {
+		return fmt.Errorf("server agent not running: %w", err)
+	}
+	return moveData(ctx, ep, say)
+}
+
+// moveData writes a file through NFS as a consumer on one node would, and reads it back as
+// another, retrying while the server finishes its grace period.
+func moveData(ctx context.Context, ep serverrunner.Endpoint, say func(string, ...any)) error {
+	src, err := os.CreateTemp("", "sharewarden-demo-")
+	if err != nil {
+		return fmt.Errorf("temp file: %w", err)
+	}
+	defer os.Remove(src.Name())
+	msg := fmt.Sprintf("hello from a writer pod, %s\n", time.Now().Format(time.RFC3339))
+	if _, err := src.WriteString(msg); err != nil {
+		return fmt.Errorf("temp file: %w", err)
+	}
+	_ = src.Close()
+	say("writer: nfs-cp %s %s", src.Name(), ep.URL("/export/hello.txt"))
+	if out, err := retry(ctx, "nfs-cp", src.Name(), ep.URL("/export/hello.txt")); err != nil {
+		return fmt.Errorf("writing through NFS: %w\n%s", err, out)
+	}
+	out, err := retry(ctx, "nfs-cat", ep.URL("/export/hello.txt"))
+	if err != nil {
+		return fmt.Errorf("reading through NFS: %w\n%s", err, out)
+	}
+	say("reader: nfs-cat %s -> %q", ep.URL("/export/hello.txt"), strings.TrimSpace(out))
+	if out != msg {
+		return fmt.Errorf("reader saw %q, writer wrote %q", out, msg)
+	}
+	say("the file is on the backing volume too: %s", filepath.Join(ep.DataDir, "hello.txt"))
+	return nil
+}
+
+func retry(ctx context.Context, tool string, args ...string) (string, error) {
+	var out []byte
+	var err error
+	for range 40 {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		out, err = exec.CommandContext(cctx, tool, args...).CombinedOutput()
+		cancel()
+		if err == nil {
+			return string(out), nil
+		}
+		select {
+		case <-ctx.Done():
+			return string(out), ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return string(out), err
+}
+
+func printEvents(ctx context.Context, c *cluster.Cluster, ns, name string, say func(string, ...any)) error {
+	evs, err := c.Client().EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("listing events: %w", err)
+	}
+	items := evs.Items
+	sort.Slice(items, func(i, j int) bool { return items[i].EventTime.Before(&items[j].EventTime) })
+	say("events on the claim (kubectl get events -n %s --field-selector involvedObject.name=%s):", ns, name)
+	for _, e := range items {
+		if e.Regarding.Name == name && e.Regarding.Kind == "PersistentVolumeClaim" {
+			say("  %-8s %-20s %s", e.Type, e.Reason, e.Note)
+		}
+	}
+	return nil
+}
+
+func haveTools(tools ...string) bool {
+	for _, t := range tools {
+		if _, err := exec.LookPath(t); err != nil {
+			return false
+		}
+	}
+	return true
+}

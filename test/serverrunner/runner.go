@@ -1,0 +1,270 @@
+// Package serverrunner plays the kubelet for ShareWarden's NFS server pods on kwok nodes: for
+// each server pod bound to a node it runs the real `sharewarden nfs-server` agent, with real
+// nfs-ganesha, on a loopback address of its own and a data directory standing in for the
+// backing volume (one per backing PV, so a restarted server finds its data). kwok still owns
+// the pods' status; this only makes the data path real.
+package serverrunner
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+// Config says what to run and where.
+type Config struct {
+	Client kubernetes.Interface
+	// Binary is the sharewarden binary to run as `nfs-server`.
+	Binary string
+	// Namespace holds the server pods and backing claims.
+	Namespace string
+	// WorkDir receives disks/<pv>/ (the volumes' data), and each server's runtime dir and log.
+	WorkDir string
+	// ExtraArgs are appended to every agent's arguments.
+	ExtraArgs []string
+	// Logf, when set, receives one line per server started or stopped.
+	Logf func(format string, args ...any)
+}
+
+// Endpoint is where a server pod's agent serves NFS.
+type Endpoint struct {
+	Host    string
+	Port    int
+	Node    string
+	DataDir string
+}
+
+// URL is a libnfs URL of path on the endpoint (NFSv4).
+func (e Endpoint) URL(path string) string {
+	return fmt.Sprintf("nfs://%s%s?version=4&nfsport=%d", e.Host, path, e.Port)
+}
+
+type server struct {
+	ep   Endpoint
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Runner runs agents for server pods until Stop.
+type Runner struct {
+	cfg    Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	servers map[types.UID]*server
+	names   map[string]types.UID
+	nextIP  int
+}
+
+// Start watches server pods and runs an agent for each one bound to a node.
+func Start(ctx context.Context, cfg Config) (*Runner, error) {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if _, err := os.Stat(cfg.Binary); err != nil {
+		return nil, fmt.Errorf("sharewarden binary: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, names: map[string]types.UID{}, nextIP: 10}
+	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = swv1.LabelComponent + "=" + swv1.ComponentNFSServer
+		}))
+	inf := f.Core().V1().Pods().Informer()
+	sync := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok {
+			r.syncPod(ctx, p)
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    sync,
+		UpdateFunc: func(_, obj any) { sync(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				r.stopServer(p.UID)
+			}
+		},
+	}); err != nil {
+		cancel()
+		return nil, fmt.Errorf("watching server pods: %w", err)
+	}
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		cancel()
+		return nil, fmt.Errorf("server pod informer did not sync")
+	}
+	return r, nil
+}
+
+// Endpoint returns where the named server pod's agent serves, once it runs.
+func (r *Runner) Endpoint(podName string) (Endpoint, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.servers[r.names[podName]]
+	if !ok {
+		return Endpoint{}, false
+	}
+	return s.ep, true
+}
+
+// Stop ends every agent (SIGTERM, then SIGKILL) and the watch.
+func (r *Runner) Stop() {
+	r.cancel()
+	r.mu.Lock()
+	uids := make([]types.UID, 0, len(r.servers))
+	for uid := range r.servers {
+		uids = append(uids, uid)
+	}
+	r.mu.Unlock()
+	for _, uid := range uids {
+		r.stopServer(uid)
+	}
+	r.wg.Wait()
+}
+
+func (r *Runner) syncPod(ctx context.Context, p *corev1.Pod) {
+	if p.DeletionTimestamp != nil {
+		r.stopServer(p.UID)
+		return
+	}
+	if p.Spec.NodeName == "" {
+		return
+	}
+	r.mu.Lock()
+	_, running := r.servers[p.UID]
+	r.mu.Unlock()
+	if running {
+		return
+	}
+	if err := r.startServer(ctx, p); err != nil {
+		r.cfg.Logf("server %s: %v", p.Name, err)
+	}
+}
+
+func (r *Runner) dataDir(ctx context.Context, p *corev1.Pod) (string, error) {
+	for _, v := range p.Spec.Volumes {
+		if v.PersistentVolumeClaim == nil {
+			continue
+		}
+		pvc, err := r.cfg.Client.CoreV1().PersistentVolumeClaims(p.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("backing claim: %w", err)
+		}
+		if pvc.Spec.VolumeName == "" {
+			return "", fmt.Errorf("backing claim %s not bound yet", pvc.Name)
+		}
+		dir := filepath.Join(r.cfg.WorkDir, "disks", pvc.Spec.VolumeName)
+		return dir, os.MkdirAll(dir, 0o755)
+	}
+	return "", fmt.Errorf("pod mounts no claim")
+}
+
+func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
+	data, err := r.dataDir(ctx, p)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.nextIP++
+	host := fmt.Sprintf("127.0.%d.%d", 1+r.nextIP/250, 1+r.nextIP%250)
+	r.mu.Unlock()
+	nfsPort, err := freePort(host)
+	if err != nil {
+		return err
+	}
+	httpPort, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(r.cfg.WorkDir, "servers", string(p.UID))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("server dir: %w", err)
+	}
+	args := []string{"nfs-server",
+		"--volume-id=" + p.Labels[swv1.LabelVolume],
+		"--volume-dir=" + data,
+		"--runtime-dir=" + filepath.Join(dir, "run"),
+		"--nfs-address=" + net.JoinHostPort(host, strconv.Itoa(nfsPort)),
+		"--http-address=127.0.0.1:" + strconv.Itoa(httpPort),
+		"--ganesha-log=" + filepath.Join(dir, "ganesha.log"),
+	}
+	args = append(args, r.cfg.ExtraArgs...)
+	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	if err != nil {
+		return fmt.Errorf("agent log: %w", err)
+	}
+	cmd := exec.Command(r.cfg.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "POD_NAME="+p.Name, "POD_NAMESPACE="+p.Namespace)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("starting agent: %w", err)
+	}
+	s := &server{ep: Endpoint{Host: host, Port: nfsPort, Node: p.Spec.NodeName, DataDir: data}, cmd: cmd, done: make(chan struct{})}
+	r.mu.Lock()
+	r.servers[p.UID] = s
+	r.names[p.Name] = p.UID
+	r.mu.Unlock()
+	r.cfg.Logf("server %s on %s: agent serving %s:%d, data %s", p.Name, p.Spec.NodeName, host, nfsPort, data)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := cmd.Wait()
+		_ = logf.Close()
+		close(s.done)
+		r.cfg.Logf("server %s: agent exited: %v", p.Name, err)
+	}()
+	return nil
+}
+
+func (r *Runner) stopServer(uid types.UID) {
+	r.mu.Lock()
+	s, ok := r.servers[uid]
+	delete(r.servers, uid)
+	for n, u := range r.names {
+		if u == uid {
+			delete(r.names, n)
+		}
+	}
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
