@@ -23,3 +23,12 @@ const Finalizer = GroupName + "/cleanup"
 
 // NFSPort is the only port a server exports (NFSv4 over TCP).
 const NFSPort = 2049
+
+// Fencing marks. A volume's fenced nodes are listed in its SharedVolume's status.fencedNodes;
+// a node whose own heartbeat is stale as well is fenced for every volume with this label,
+// which the scheduler extender reads (servers and consumers stay off it until unfenced).
+const (
+	LabelNodeFenced = GroupName + "/fenced"
+	// FencedTrue is LabelNodeFenced's value on a fenced node.
+	FencedTrue = "true"
+)
