@@ -149,10 +149,10 @@ type SharedVolumeStatus struct {
 	Lease *LeaseStatus `json:"lease,omitempty"`
 	// ConsumerCount is the number of running pods that mount the claim.
 	// +optional
-	ConsumerCount int32 `json:"consumerCount,omitempty"`
+	ConsumerCount int32 `json:"consumerCount"`
 	// FailoverCount counts completed and running failovers.
 	// +optional
-	FailoverCount int32 `json:"failoverCount,omitempty"`
+	FailoverCount int32 `json:"failoverCount"`
 	// LastFailover tells the story of the latest failover.
 	// +optional
 	LastFailover *FailoverStatus `json:"lastFailover,omitempty"`

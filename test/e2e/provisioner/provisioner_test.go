@@ -2,6 +2,7 @@ package provisioner_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -143,6 +144,9 @@ func TestClaimLifecycle(t *testing.T) {
 	if sv.Status.Server.NodeName != dataNode || sv.Status.BackingClaim == nil || sv.Status.BackingClaim.Name != name {
 		t.Errorf("SharedVolume status: %+v", sv.Status)
 	}
+
+	// `kubectl get sharedvolumes -A` columns, from the apiserver's own table output.
+	checkPrinterColumns(t, ctx, ns, "shared", map[string]string{"Claim": "shared", "Phase": "Ready", "Server Node": dataNode, "Failovers": "0"})
 
 	// Service and PV: the PV points at the Service's ClusterIP.
 	svc := &corev1.Service{}
@@ -307,4 +311,38 @@ func TestControllerKilledMidProvisioning(t *testing.T) {
 	if len(pods.Items) != 1 || len(svcs.Items) != 1 || len(pvcs.Items) != 1 {
 		t.Errorf("want one server, service and backing claim; got %d, %d, %d", len(pods.Items), len(svcs.Items), len(pvcs.Items))
 	}
+}
+
+func checkPrinterColumns(t *testing.T, ctx context.Context, ns, name string, want map[string]string) {
+	t.Helper()
+	raw, err := plane.Client().CoreV1().RESTClient().Get().AbsPath("/apis/sharewarden.io/v1alpha1/sharedvolumes").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("table request: %v", err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatalf("decoding table: %v", err)
+	}
+	col := map[string]int{}
+	for i, c := range table.ColumnDefinitions {
+		col[c.Name] = i
+	}
+	for _, c := range []string{"Name", "Claim", "Phase", "Server Node", "Failovers", "Age"} {
+		if _, ok := col[c]; !ok {
+			t.Errorf("no %q column in %v", c, table.ColumnDefinitions)
+		}
+	}
+	for _, row := range table.Rows {
+		if fmt.Sprint(row.Cells[col["Name"]]) != name {
+			continue
+		}
+		for c, v := range want {
+			if got := fmt.Sprint(row.Cells[col[c]]); got != v {
+				t.Errorf("column %s = %q, want %q", c, got, v)
+			}
+		}
+		return
+	}
+	t.Errorf("no row for %s/%s in %d rows", ns, name, len(table.Rows))
 }
