@@ -78,7 +78,7 @@ func (s *Server) errored(ctx context.Context, resource string, code int32, err e
 
 // decide turns a mutator's answer into a response: a denial, a patch, or a plain allow.
 func (s *Server) decide(ctx context.Context, resource string, gk schema.GroupKind, name string,
-	original, mutated any, changed bool, outcome mutators.Outcome, err error, warnings ...string,
+	raw []byte, original, mutated any, changed bool, outcome mutators.Outcome, err error, warnings ...string,
 ) admission.Response {
 	log := logf.FromContext(ctx)
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Server) decide(ctx context.Context, resource string, gk schema.GroupKin
 		log.V(1).Info("admitted unchanged", "outcome", outcome)
 		return admission.Allowed("")
 	}
-	patch, err := mutators.JSONPatch(original, mutated)
+	patch, err := mutators.PatchFor(raw, original, mutated)
 	if err != nil {
 		return s.errored(ctx, resource, http.StatusInternalServerError, err)
 	}
@@ -147,7 +147,7 @@ func (h claimHandler) Handle(ctx context.Context, req admission.Request) admissi
 		warnings = []string{fmt.Sprintf("ShareWarden: storageClassName %q rewritten to %q; the volume is served over NFS from a %q volume",
 			derefOr(pvc.Spec.StorageClassName, f.DefaultClass), s.cfg.ManagedClass, res.Claim.Annotations[v1alpha1.AnnotationBackingStorageClass])}
 	}
-	return s.decide(ctx, ResourceClaims, claimKind, objectName(pvc.Name, pvc.GenerateName), pvc, res.Claim, res.Changed, res.Outcome, err, warnings...)
+	return s.decide(ctx, ResourceClaims, claimKind, objectName(pvc.Name, pvc.GenerateName), req.Object.Raw, pvc, res.Claim, res.Changed, res.Outcome, err, warnings...)
 }
 
 type podHandler struct{ s *Server }
@@ -172,7 +172,7 @@ func (h podHandler) Handle(ctx context.Context, req admission.Request) admission
 		return s.errored(ctx, ResourcePods, http.StatusInternalServerError, err)
 	}
 	res, err := mutators.MutatePod(pod, f)
-	return s.decide(ctx, ResourcePods, podKind, objectName(pod.Name, pod.GenerateName), pod, res.Pod, res.Changed, res.Outcome, err)
+	return s.decide(ctx, ResourcePods, podKind, objectName(pod.Name, pod.GenerateName), req.Object.Raw, pod, res.Pod, res.Changed, res.Outcome, err)
 }
 
 func derefOr(p *string, def string) string {
