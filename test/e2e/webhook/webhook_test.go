@@ -1,0 +1,265 @@
+package webhook_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/webhook"
+)
+
+// Runs first, before any shared claim exists whose updates (by the PV controller) would also
+// reach the webhook: an RWO claim never leaves the apiserver, thanks to the CEL matchCondition.
+func TestRWOClaimNeverSentToWebhook(t *testing.T) {
+	ns, ctx := namespace(t), testContext(t)
+	before, err := hook.Requests(ctx, webhook.ResourceClaims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce, corev1.ReadWriteOncePod} {
+		c := claim("rwo-"+string(rune('a'+i)), on(fast), modes(m))
+		if _, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Create(ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Get(ctx, c.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ptr.Deref(got.Spec.StorageClassName, "") != fast || got.Annotations[v1alpha1.AnnotationBackingStorageClass] != "" {
+			t.Errorf("%s claim touched: class %v annotations %v", m, ptr.Deref(got.Spec.StorageClassName, ""), got.Annotations)
+		}
+	}
+	after, err := hook.Requests(ctx, webhook.ResourceClaims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Errorf("webhook saw %v claim requests for RWO claims, want none", after-before)
+	}
+
+	// The counter does count: one shared claim is one more request.
+	if _, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := hook.Requests(ctx, webhook.ResourceClaims); err != nil || n < after+1 {
+		t.Errorf("counter after a shared claim: %v (err %v), want at least %v", n, err, after+1)
+	}
+}
+
+func TestSharedClaimsRewritten(t *testing.T) {
+	ns, ctx := namespace(t), testContext(t)
+	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
+	cases := []struct {
+		claim   *corev1.PersistentVolumeClaim
+		backing string
+	}{
+		{claim("rwx", on(fast)), fast},
+		{claim("rox", on(slow), modes(corev1.ReadOnlyMany)), slow},
+		{claim("direct", on(managed)), fast},
+		{claim("direct-slow", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, slow)), slow},
+	}
+	for _, tc := range cases {
+		if _, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s: %v", tc.claim.Name, err)
+		}
+		got, err := claims.Get(ctx, tc.claim.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ptr.Deref(got.Spec.StorageClassName, "") != managed {
+			t.Errorf("%s: storageClassName %q, want %q", got.Name, ptr.Deref(got.Spec.StorageClassName, ""), managed)
+		}
+		if b := got.Annotations[v1alpha1.AnnotationBackingStorageClass]; b != tc.backing {
+			t.Errorf("%s: backing class %q, want %q", got.Name, b, tc.backing)
+		}
+	}
+	// A class not opted in is left alone.
+	if _, err := claims.Create(ctx, claim("other", on(plain)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := claims.Get(ctx, "other", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Deref(got.Spec.StorageClassName, "") != plain {
+		t.Errorf("claim on a class not opted in rewritten to %q", ptr.Deref(got.Spec.StorageClassName, ""))
+	}
+}
+
+func TestRefusedClaims(t *testing.T) {
+	ns, ctx := namespace(t), testContext(t)
+	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
+	if _, err := claims.Create(ctx, claim("slow-src", on(slow)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	block := func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeBlock) }
+	cloneOf := func(name string) claimOpt {
+		return func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: name}
+		}
+	}
+	cases := []struct {
+		claim *corev1.PersistentVolumeClaim
+		want  []string
+	}{
+		{claim("block", on(fast), block), []string{"spec.volumeMode", "NFS", "volumeMode: Filesystem"}},
+		{claim("self-backed", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, managed)), []string{"managed class itself", "ReadWriteOnce storage class"}},
+		{claim("missing-backing", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, "nope")), []string{"missing backing class"}},
+		{claim("not-opted-backing", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, plain)), []string{"not opted in"}},
+		{claim("forged", on(fast), annotated(v1alpha1.AnnotationBackingClaim, "other-team/their-data")), []string{v1alpha1.AnnotationBackingClaim, "another tenant"}},
+		{claim("forged-server", on(fast), annotated(v1alpha1.AnnotationServer, "x")), []string{v1alpha1.AnnotationServer, "only ShareWarden"}},
+		{claim("clone-other-class", on(fast), cloneOf("slow-src")), []string{"spec.dataSource", `clone a claim backed by "fast"`}},
+		{claim("static-clone", on(static), cloneOf("slow-src")), []string{"no dynamic provisioner"}},
+	}
+	for _, tc := range cases {
+		_, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{})
+		if err == nil {
+			t.Errorf("%s: admitted", tc.claim.Name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "claims.sharewarden.io") || !strings.Contains(msg, "denied the request") {
+			t.Errorf("%s: not a denial by the webhook: %v", tc.claim.Name, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: denial lacks %q: %s", tc.claim.Name, w, msg)
+			}
+		}
+		if _, err := claims.Get(ctx, tc.claim.Name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: refused claim exists (%v)", tc.claim.Name, err)
+		}
+	}
+
+	// On update too: a user cannot point an existing claim at another volume.
+	patch := []byte(`{"metadata":{"annotations":{"` + v1alpha1.AnnotationBackingClaim + `":"other-team/data"}}}`)
+	_, err := claims.Patch(ctx, "slow-src", types.MergePatchType, patch, metav1.PatchOptions{})
+	if err == nil || !strings.Contains(err.Error(), "only ShareWarden sets or changes") {
+		t.Errorf("adding a system annotation by update: %v", err)
+	}
+}
+
+func TestConsumerPodsMarked(t *testing.T) {
+	ns, ctx := namespace(t), testContext(t)
+	cs := plane.Client()
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("own", on(fast), modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(name string, vols ...corev1.Volume) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: corev1.PodSpec{
+				Volumes:    vols,
+				Containers: []corev1.Container{{Name: "app", Image: "app"}, {Name: "side", Image: "side"}},
+			},
+		}
+	}
+	pvcVol := func(claimName string) corev1.Volume {
+		return corev1.Volume{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}}
+	}
+	ephemeral := corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
+		VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{Spec: claim("", on(fast)).Spec},
+	}}}
+	cases := []struct {
+		pod    *corev1.Pod
+		marked bool
+	}{
+		// Created right after its claim: the read-through finds it even if the cache lags.
+		{pod("consumer", pvcVol("shared")), true},
+		{pod("ephemeral", ephemeral), true},
+		{pod("ordinary", pvcVol("own")), false},
+		{pod("no-volumes"), false},
+	}
+	for _, tc := range cases {
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, tc.pod, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s: %v", tc.pod.Name, err)
+		}
+		got, err := cs.CoreV1().Pods(ns).Get(ctx, tc.pod.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, hasReq := got.Spec.Containers[0].Resources.Requests[v1alpha1.ResourceConsumer]
+		lim, hasLim := got.Spec.Containers[0].Resources.Limits[v1alpha1.ResourceConsumer]
+		if tc.marked && (!hasReq || !hasLim || req.Value() != 1 || lim.Value() != 1) {
+			t.Errorf("%s: first container not marked: %v", got.Name, got.Spec.Containers[0].Resources)
+		}
+		if !tc.marked && (hasReq || hasLim) {
+			t.Errorf("%s: marked but mounts no shared volume", got.Name)
+		}
+		if len(got.Spec.Containers[1].Resources.Limits) != 0 {
+			t.Errorf("%s: second container changed: %v", got.Name, got.Spec.Containers[1].Resources)
+		}
+	}
+
+	// The generic ephemeral volume's claim, made by the ephemeral-volume controller, is
+	// rewritten too.
+	var eph *corev1.PersistentVolumeClaim
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		c, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "ephemeral-scratch", metav1.GetOptions{})
+		eph = c
+		return err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("ephemeral claim never created: %v", err)
+	}
+	if ptr.Deref(eph.Spec.StorageClassName, "") != managed {
+		t.Errorf("ephemeral claim on %q, want %q", ptr.Deref(eph.Spec.StorageClassName, ""), managed)
+	}
+
+	// A forged marker is refused.
+	forged := pod("forged")
+	forged.Spec.Containers[0].Resources.Limits = corev1.ResourceList{v1alpha1.ResourceServer: *resourceOne()}
+	forged.Spec.Containers[0].Resources.Requests = corev1.ResourceList{v1alpha1.ResourceServer: *resourceOne()}
+	_, err = cs.CoreV1().Pods(ns).Create(ctx, forged, metav1.CreateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "only ShareWarden sets it") {
+		t.Errorf("forged server marker: %v", err)
+	}
+}
+
+func TestServerPodsMarked(t *testing.T) {
+	ctx := testContext(t)
+	ns := v1alpha1.DefaultSystemNamespace
+	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = plane.Client().CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	pods := plane.Client().CoreV1().Pods(ns)
+	server := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "nfs-x", Labels: map[string]string{v1alpha1.LabelComponent: v1alpha1.ComponentNFSServer}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "ganesha", Image: "ganesha"}}},
+	}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: server.Spec}
+	for _, p := range []*corev1.Pod{server, other} {
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := pods.Get(ctx, "nfs-x", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := got.Spec.Containers[0].Resources.Limits[v1alpha1.ResourceServer]; q.Value() != 1 {
+		t.Errorf("server pod not marked: %v", got.Spec.Containers[0].Resources)
+	}
+	got, err = pods.Get(ctx, "other", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Containers[0].Resources.Limits) != 0 {
+		t.Errorf("ShareWarden's namespace is not left alone: %v", got.Spec.Containers[0].Resources)
+	}
+}
