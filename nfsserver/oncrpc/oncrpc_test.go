@@ -3,6 +3,7 @@ package oncrpc
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"reflect"
@@ -217,4 +218,44 @@ func FuzzDecodeReply(f *testing.F) {
 			t.Fatalf("round trip changed the reply:\n got %+v\nwant %+v", again, r)
 		}
 	})
+}
+
+// TestGaneshaReplies decodes replies nfs-ganesha 4.3 sent to NULL calls (captured from a server
+// configured for NFSv4 only; also in the fuzz corpus).
+func TestGaneshaReplies(t *testing.T) {
+	tests := []struct {
+		name      string
+		hex       string
+		xid       uint32
+		want      AcceptStat
+		low, high uint32
+	}{
+		{name: "NFSv4 NULL", hex: "800000185eed00010000000100000000000000000000000000000000", xid: 0x5eed0001, want: Success},
+		{name: "NFSv3 NULL", hex: "800000205eed000200000001000000000000000000000000000000020000000400000004", xid: 0x5eed0002,
+			want: ProgMismatch, low: 4, high: 4},
+		{name: "MOUNT NULL", hex: "800000185eed00040000000100000000000000000000000000000001", xid: 0x5eed0004, want: ProgUnavail},
+		{name: "NFSv4 procedure 7", hex: "800000185eed00050000000100000000000000000000000000000003", xid: 0x5eed0005, want: ProcUnavail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw, err := hex.DecodeString(tt.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := ReadRecord(bytes.NewReader(raw), MaxReplySize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := DecodeReply(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.XID != tt.xid || !r.Accepted || r.Accept != tt.want || r.Low != tt.low || r.High != tt.high {
+				t.Fatalf("DecodeReply = %+v, want xid %#x accepted %s %d..%d", r, tt.xid, tt.want, tt.low, tt.high)
+			}
+			if (r.Err(tt.xid) == nil) != (tt.want == Success) {
+				t.Fatalf("Err = %v for %s", r.Err(tt.xid), tt.want)
+			}
+		})
+	}
 }
