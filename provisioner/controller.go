@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
@@ -46,6 +47,8 @@ type Options struct {
 	ExportPath              string
 	ServerExtraArgs         []string
 	Workers                 int
+	KubeAPIQPS              float32
+	KubeAPIBurst            int
 	LeaderElect             bool
 	MetricsAddr             string
 	HealthAddr              string
@@ -61,6 +64,8 @@ func NewOptions() Options {
 		ServerHealthPort:      9090,
 		ExportPath:            "/export",
 		Workers:               4,
+		KubeAPIQPS:            100,
+		KubeAPIBurst:          200,
 		LeaderElect:           true,
 		MetricsAddr:           ":8080",
 		HealthAddr:            ":8081",
@@ -79,6 +84,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ExportPath, "export-path", o.ExportPath, "where the backing volume is mounted in the server pod")
 	fs.StringSliceVar(&o.ServerExtraArgs, "server-extra-arg", o.ServerExtraArgs, "extra argument for `sharewarden nfs-server` (repeatable)")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "volumes reconciled in parallel")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "steady requests per second to the apiserver (each new volume takes about a dozen)")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "request burst to the apiserver")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
@@ -100,6 +107,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ServerHealthPort <= 0 || o.ServerHealthPort > 65535 || o.ServerHealthPort == swv1.NFSPort {
 		errs = append(errs, fmt.Errorf("--server-health-port %d: want 1-65535 and not %d", o.ServerHealthPort, swv1.NFSPort))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers %d: want at least 1", o.Workers))
@@ -148,7 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	restCfg.QPS, restCfg.Burst = 100, 200
+	restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	scheme, err := Scheme()
 	if err != nil {
 		return err
@@ -163,7 +173,7 @@ func Run(ctx context.Context, opts Options) error {
 		LeaderElectionID:              "sharewarden-controller",
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: slimPod}}},
+		Cache:                         cacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -176,6 +186,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	r := &Reconciler{
 		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder("sharewarden-controller"),
 		Metrics:  NewMetrics(metrics.Registry),
 		Config:   opts.config(),
@@ -187,6 +198,21 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("running manager: %w", err)
 	}
 	return nil
+}
+
+// cacheOptions keep the controller small in large clusters: managed fields are dropped from
+// every cached object, pods are cut down to what consumer counting reads, and Services and
+// PVs are cached only when ShareWarden made them.
+func cacheOptions() cache.Options {
+	ours := labels.SelectorFromSet(labels.Set{swv1.LabelManagedBy: swv1.ManagedByController})
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}:              {Transform: slimPod},
+			&corev1.Service{}:          {Label: ours},
+			&corev1.PersistentVolume{}: {Label: ours},
+		},
+	}
 }
 
 // SetupWithManager registers the pod index and the watches: SharedVolumes, claims (the RWX

@@ -57,7 +57,10 @@ type Config struct {
 // server pod, a Service and a bound NFS PV, and removes or retains them when the claim goes.
 // It is keyed by the claim's namespace/name, which is also its SharedVolume's.
 type Reconciler struct {
-	Client   client.Client
+	Client client.Client
+	// Reader reads past the cache; Services and PVs are cached only when ShareWarden made them,
+	// so a name clash with someone else's object is checked here.
+	Reader   client.Reader
 	Recorder events.EventRecorder
 	Metrics  *Metrics
 	Config   Config
@@ -267,6 +270,25 @@ func (r *Reconciler) checkOurs(obj client.Object, vol Volume) *Problem {
 		kind, obj.GetNamespace(), obj.GetName())}
 }
 
+// created returns want after a Create, or, when the name was taken meanwhile or by an object
+// the cache does not hold, the object there now, checked to be ours.
+func (r *Reconciler) created(ctx context.Context, want client.Object, vol Volume, createErr error) (*Problem, error) {
+	if createErr == nil {
+		return nil, nil
+	}
+	if !apierrors.IsAlreadyExists(createErr) {
+		return nil, createErr
+	}
+	reader := r.Reader
+	if reader == nil {
+		reader = r.Client
+	}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(want), want); err != nil {
+		return nil, err
+	}
+	return r.checkOurs(want, vol), nil
+}
+
 // ensureService creates the Service once; it is never recreated, so its ClusterIP, which
 // clients mount, stays the same for the volume's whole life.
 func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume) (*corev1.Service, *Problem, error) {
@@ -274,8 +296,8 @@ func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.Persistent
 	got := &corev1.Service{}
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
 	if apierrors.IsNotFound(err) {
-		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("creating service: %w", err)
+		if p, err := r.created(ctx, want, vol, r.Client.Create(ctx, want)); err != nil || p != nil {
+			return nil, p, wrapErr("creating service", err)
 		}
 		r.event(claim, corev1.EventTypeNormal, ReasonServiceCreated, "Provision",
 			fmt.Sprintf("created service %s/%s at %s", want.Namespace, want.Name, want.Spec.ClusterIP))
@@ -336,8 +358,8 @@ func (r *Reconciler) ensurePV(ctx context.Context, claim *corev1.PersistentVolum
 			return nil, nil, nil
 		}
 		want := PersistentVolume(vol, obs.Service.Spec.ClusterIP, capacity)
-		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("creating PV: %w", err)
+		if p, err := r.created(ctx, want, vol, r.Client.Create(ctx, want)); err != nil || p != nil {
+			return nil, p, wrapErr("creating PV", err)
 		}
 		r.event(claim, corev1.EventTypeNormal, ReasonProvisioned, "Provision",
 			fmt.Sprintf("provisioned NFS volume %s (%s) at %s:%s", want.Name, quantity(capacity), obs.Service.Spec.ClusterIP, ExportPseudoPath))
@@ -545,6 +567,13 @@ func (r *Reconciler) now() time.Time {
 		return r.Now()
 	}
 	return time.Now()
+}
+
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 func quantity(q resource.Quantity) string { return q.String() }

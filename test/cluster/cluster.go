@@ -46,8 +46,10 @@ type Config struct {
 	SchedulerBurst int32
 	// NodeMonitorGracePeriod is how long a silent node stays Ready (default 20s).
 	NodeMonitorGracePeriod time.Duration
-	// ExtraAPIServerArgs are appended to kube-apiserver's flags.
-	ExtraAPIServerArgs []string
+	// ExtraAPIServerArgs and ExtraControllerManagerArgs are appended to those components' flags
+	// (benchmarks raise --kube-api-qps so that Kubernetes' own controllers do not set the pace).
+	ExtraAPIServerArgs         []string
+	ExtraControllerManagerArgs []string
 	// Nodes are created (and their kwok started) before Start returns.
 	Nodes []NodeSpec
 	// Progress, when set, receives one line per start-up step.
@@ -328,23 +330,24 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := c.addProc("kube-controller-manager",
-		"--kubeconfig="+kc,
-		"--authentication-kubeconfig="+kc,
-		"--authorization-kubeconfig="+kc,
+	args := []string{
+		"--kubeconfig=" + kc,
+		"--authentication-kubeconfig=" + kc,
+		"--authorization-kubeconfig=" + kc,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.ports.kcm),
-		"--cert-dir="+filepath.Join(c.workDir, "kcm"),
+		"--secure-port=" + strconv.Itoa(c.ports.kcm),
+		"--cert-dir=" + filepath.Join(c.workDir, "kcm"),
 		"--leader-elect=false",
 		"--use-service-account-credentials=true",
-		"--service-account-private-key-file="+c.pki.SAKey,
-		"--root-ca-file="+c.pki.CAFile,
-		"--cluster-signing-cert-file="+c.pki.CAFile,
-		"--cluster-signing-key-file="+c.pki.CAKeyFile,
-		"--node-monitor-grace-period="+c.cfg.NodeMonitorGracePeriod.String(),
+		"--service-account-private-key-file=" + c.pki.SAKey,
+		"--root-ca-file=" + c.pki.CAFile,
+		"--cluster-signing-cert-file=" + c.pki.CAFile,
+		"--cluster-signing-key-file=" + c.pki.CAKeyFile,
+		"--node-monitor-grace-period=" + c.cfg.NodeMonitorGracePeriod.String(),
 		"--node-monitor-period=2s",
 		"--profiling=false",
-	)
+	}
+	p, err := c.addProc("kube-controller-manager", append(args, c.cfg.ExtraControllerManagerArgs...)...)
 	if err != nil {
 		return err
 	}
