@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -88,7 +89,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-done.Done()
 		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdownCtx)
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("stopping the HTTP server: %w", err)
+		}
+		return nil
 	})
 	g.Go(func() error {
 		a.probeLoop(done)
@@ -117,6 +121,11 @@ func (a *Agent) preflight() (net.Listener, error) {
 	}
 	if err := os.WriteFile(o.ConfigPath(), []byte(RenderConfig(o)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing ganesha config: %w", err)
+	}
+	// ganesha writes its pid over an existing file without truncating it, so a longer stale pid
+	// (a restarted container keeps its emptyDir) would leave trailing digits behind.
+	if err := os.Remove(o.PIDPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale ganesha pid file: %w", err)
 	}
 	// ganesha opens its port only after it has started, so a busy port would surface as a
 	// crash; binding it here first says which port and why.

@@ -182,7 +182,11 @@ func TestGate(t *testing.T) {
 	open := make(chan struct{})
 	errLeaseLost := errors.New("lease lost")
 	revokes := make(chan context.CancelCauseFunc, 1)
+	pidAtGate := make(chan error, 1)
+	var pidPath string
 	gate := func(ctx context.Context) (context.Context, error) {
+		_, err := os.Stat(pidPath)
+		pidAtGate <- err
 		select {
 		case <-open:
 		case <-ctx.Done():
@@ -193,7 +197,16 @@ func TestGate(t *testing.T) {
 		return serving, nil
 	}
 	a, o := testAgent(t, "stubborn", gate) // stubborn: only SIGKILL can end it
+	// A stale pid file from an earlier ganesha is gone before the gate is even asked.
+	pidPath = o.PIDPath()
+	if err := os.MkdirAll(o.RuntimeDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pidPath)
 	done := runAgent(context.Background(), a)
+	if err := <-pidAtGate; !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pid file when the gate was asked: %v, want it removed", err)
+	}
 
 	// Until the gate opens, ganesha must not run and the agent is not healthy.
 	time.Sleep(100 * time.Millisecond)
