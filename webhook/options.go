@@ -74,6 +74,8 @@ func NewOptions() *Options {
 // AddFlags binds the options to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.SecureServing.AddFlags(fs)
+	// The webhook never generates a certificate: --tls-cert-file and --tls-private-key-file it is.
+	_ = fs.MarkHidden("cert-dir")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach the apiserver (default: in-cluster)")
 	fs.StringVar(&o.ManagedClass, "managed-storage-class", o.ManagedClass, "ShareWarden's storage class: shared claims on opted-in classes are rewritten to it")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "second scheduler to hand marked pods to, unless they chose one (default: none, kube-scheduler with the extender)")
