@@ -17,7 +17,7 @@ build:
 
 # Debian packages the data plane needs (nfs-ganesha, libnfs-utils), installed when missing.
 deps:
-	@hack/install-deps.sh
+	@hack/install-nfs.sh
 
 # The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok),
 # built from the pins in hack/tools into $(BIN_DIR); rebuilt only when the pins change.

@@ -167,7 +167,7 @@ func moveData(ctx context.Context, ep serverrunner.Endpoint, say func(string, ..
 	if out != msg {
 		return fmt.Errorf("reader saw %q, writer wrote %q", out, msg)
 	}
-	say("the file is on the backing volume too: %s", filepath.Join(ep.DataDir, "hello.txt"))
+	say("the file is on the backing volume too: %s", filepath.Join(ep.DataDir, "data", "hello.txt"))
 	return nil
 }
 
