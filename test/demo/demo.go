@@ -40,9 +40,15 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 	say := func(format string, args ...any) { fmt.Fprintf(out, "demo: "+format+"\n", args...) }
 	say("starting a local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)")
 	t0 := time.Now()
+	ports, err := cluster.FreePorts(1)
+	if err != nil {
+		return err
+	}
+	extenderURL := fmt.Sprintf("http://127.0.0.1:%d/sharewarden", ports[0])
 	c, err := cluster.Start(ctx, cluster.Config{
-		BinDir:   opts.BinDir,
-		WorkDir:  opts.WorkDir,
+		BinDir:          opts.BinDir,
+		WorkDir:         opts.WorkDir,
+		SchedulerConfig: schedulerConfig(extenderURL),
 		Nodes:    cluster.ThreeNodesTwoZones(),
 		Progress: func(msg string) { say("  %s", msg) },
 	})
@@ -109,4 +115,26 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// schedulerConfig plugs ShareWarden's extender into kube-scheduler: only pods carrying the
+// webhook's markers (extended resources the scheduler itself ignores) are sent to it, and it is
+// ignorable, so an extender outage never blocks scheduling.
+func schedulerConfig(url string) []byte {
+	return []byte(`apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+extenders:
+- urlPrefix: ` + url + `
+  filterVerb: filter
+  prioritizeVerb: prioritize
+  weight: 5
+  nodeCacheCapable: true
+  httpTimeout: 2s
+  ignorable: true
+  managedResources:
+  - name: sharewarden.io/rwx-consumer
+    ignoredByScheduler: true
+  - name: sharewarden.io/rwx-server
+    ignoredByScheduler: true
+`)
 }

@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
+	"github.com/sharewarden/sharewarden/test/webhookrun"
 )
 
 // sharedVolumeWalkthrough installs ShareWarden on the plane, provisions an RWX claim and
@@ -53,6 +55,14 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 2}); err != nil {
 		return err
 	}
+	whLog := ctrlzap.New(ctrlzap.WriteTo(io.Discard))
+	wh, err := webhookrun.Start(ctx, c, webhookrun.Options{Logger: &whLog})
+	if err != nil {
+		return fmt.Errorf("starting webhook: %w", err)
+	}
+	onStop(func() { _ = wh.Stop() })
+	say("webhook running on 127.0.0.1 and registered (MutatingWebhookConfiguration %s)", webhookrun.DefaultConfigurationName)
+
 	logPath := filepath.Join(c.WorkDir(), "sharewarden-controller.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -99,14 +109,19 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(fixture.ManagedClass),
+			StorageClassName: ptr.To(fixture.BackingClass),
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}},
 		},
 	}
+	say("creating RWX claim %s/%s (5Gi) on %s, a ReadWriteOnce class opted in with %s=%s", ns, name, fixture.BackingClass, swv1.AnnotationRWX, swv1.RWXModeNFS)
 	if err := cl.Create(ctx, claim); err != nil {
 		return fmt.Errorf("creating claim: %w", err)
 	}
-	say("created RWX claim %s/%s (5Gi, class %s)", ns, name, fixture.ManagedClass)
+	say("  the webhook rewrote it: storageClassName %s, %s=%s", ptr.Deref(claim.Spec.StorageClassName, ""),
+		swv1.AnnotationBackingStorageClass, claim.Annotations[swv1.AnnotationBackingStorageClass])
+	if ptr.Deref(claim.Spec.StorageClassName, "") != fixture.ManagedClass {
+		return fmt.Errorf("claim was not rewritten to %s", fixture.ManagedClass)
+	}
 	t0 := time.Now()
 	sv := &swv1.SharedVolume{}
 	lastPhase := swv1.Phase("")
