@@ -38,6 +38,10 @@ type Config struct {
 	WorkDir string
 	// ExtraArgs are appended to every agent's arguments.
 	ExtraArgs []string
+	// Kubeconfig returns the kubeconfig a server on node uses for its lease (through the
+	// node's own path to the apiserver, so that a test can cut it off). Empty turns
+	// self-fencing off.
+	Kubeconfig func(node string) string
 	// Logf, when set, receives one line per server started or stopped.
 	Logf func(format string, args ...any)
 }
@@ -208,6 +212,11 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
 		"--http-address=127.0.0.1:" + strconv.Itoa(httpPort),
 		"--ganesha-log=" + filepath.Join(dir, "ganesha.log"),
 	}
+	if r.cfg.Kubeconfig != nil {
+		args = append(args, "--kubeconfig="+r.cfg.Kubeconfig(p.Spec.NodeName))
+	} else {
+		args = append(args, "--self-fence=false")
+	}
 	args = append(args, r.cfg.ExtraArgs...)
 	logf, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
@@ -215,7 +224,7 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
 	}
 	cmd := exec.Command(r.cfg.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "POD_NAME="+p.Name, "POD_NAMESPACE="+p.Namespace)
+	cmd.Env = append(os.Environ(), "POD_NAME="+p.Name, "POD_NAMESPACE="+p.Namespace, "POD_UID="+string(p.UID))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()

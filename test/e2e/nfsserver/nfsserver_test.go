@@ -136,6 +136,7 @@ func startAgent(t *testing.T, c agentConfig) *agent {
 		"--http-address=" + a.httpAddr,
 		"--ganesha-log=" + a.ganeshaLog,
 		"--probe-timeout=1s",
+		"--self-fence=false", // no apiserver here: the data path alone is under test
 	}, c.extra...)
 	out, err := os.Create(a.output)
 	if err != nil {
