@@ -49,8 +49,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) error {
 		BinDir:          opts.BinDir,
 		WorkDir:         opts.WorkDir,
 		SchedulerConfig: schedulerConfig(extenderURL),
-		Nodes:    cluster.ThreeNodesTwoZones(),
-		Progress: func(msg string) { say("  %s", msg) },
+		Nodes:           cluster.ThreeNodesTwoZones(),
+		Progress:        func(msg string) { say("  %s", msg) },
 	})
 	if err != nil {
 		return fmt.Errorf("starting control plane: %w", err)

@@ -85,7 +85,7 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 			WorkDir: filepath.Join(c.WorkDir(), "dataplane"),
 			// libnfs, the demo's NFS client, speaks NFSv4.0 only; kernel clients use 4.1.
 			ExtraArgs: []string{"--nfs-minor-versions=0,1,2"},
-			Logf:    func(f string, a ...any) { say("  kubelet: "+f, a...) },
+			Logf:      func(f string, a ...any) { say("  kubelet: "+f, a...) },
 			// Servers hold their volume's Lease (self-fencing) with the admin identity here.
 			Kubeconfig: func(string) string { return c.Kubeconfig() },
 		})
