@@ -1,0 +1,151 @@
+{{/*
+Names, labels and the pieces every component shares. Components pass (dict "ctx" $ "component" "<name>").
+*/}}
+
+{{/* Prefix of every object's name: "sharewarden" unless overridden. */}}
+{{- define "sharewarden.fullname" -}}
+{{- default "sharewarden" .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Name of a component's objects (Deployment, Service, ServiceAccount...): <fullname>-<component>. */}}
+{{- define "sharewarden.componentName" -}}
+{{- printf "%s-%s" (include "sharewarden.fullname" .ctx) .component -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "sharewarden.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: sharewarden
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sharewarden
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels on a component's objects. */}}
+{{- define "sharewarden.componentLabels" -}}
+{{ include "sharewarden.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Selector of a component's pods: stable across upgrades (no version). */}}
+{{- define "sharewarden.selectorLabels" -}}
+app.kubernetes.io/name: sharewarden
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The sharewarden image. */}}
+{{- define "sharewarden.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The NFS server image. */}}
+{{- define "sharewarden.nfsServerImage" -}}
+{{- printf "%s:%s" .Values.nfsServer.image.repository (default .Chart.AppVersion .Values.nfsServer.image.tag) -}}
+{{- end -}}
+
+{{/* ServiceAccount usernames, as the apiserver reports them to the webhook. */}}
+{{- define "sharewarden.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .ctx.Release.Namespace (include "sharewarden.componentName" .) -}}
+{{- end -}}
+
+{{/* The webhook's serving certificate Secret and its DNS name. */}}
+{{- define "sharewarden.webhookSecret" -}}
+{{- printf "%s-tls" (include "sharewarden.componentName" (dict "ctx" . "component" "webhook")) -}}
+{{- end -}}
+{{- define "sharewarden.webhookDNS" -}}
+{{- printf "%s.%s.svc" (include "sharewarden.componentName" (dict "ctx" . "component" "webhook")) .Release.Namespace -}}
+{{- end -}}
+
+{{/* The extender's in-cluster URL, as the scheduler calls it. */}}
+{{- define "sharewarden.extenderURL" -}}
+{{- printf "http://%s.%s.svc:%d" (include "sharewarden.componentName" (dict "ctx" . "component" "extender")) .Release.Namespace (int .Values.extender.port) -}}
+{{- end -}}
+
+{{/*
+Pod-level security context of ShareWarden's own pods: non-root (distroless nonroot, uid 65532),
+RuntimeDefault seccomp.
+*/}}
+{{- define "sharewarden.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container-level security context: nothing to escalate, nothing to write, no capabilities. */}}
+{{- define "sharewarden.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Scheduling of a component's pods: (dict "ctx" $ "component" "controller" "values" .Values.controller). */}}
+{{- define "sharewarden.podScheduling" -}}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+affinity:
+{{- if .values.affinity }}
+  {{- toYaml .values.affinity | nindent 2 }}
+{{- else }}
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "sharewarden.selectorLabels" . | nindent 14 }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's PodDisruptionBudget: (dict "ctx" $ "component" "controller" "values" .Values.controller). */}}
+{{- define "sharewarden.pdb" -}}
+{{- if .values.podDisruptionBudget.enabled }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "sharewarden.componentName" . }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "sharewarden.componentLabels" . | nindent 4 }}
+spec:
+  minAvailable: {{ .values.podDisruptionBudget.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "sharewarden.selectorLabels" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's ServiceAccount. */}}
+{{- define "sharewarden.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "sharewarden.componentName" . }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "sharewarden.componentLabels" . | nindent 4 }}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
