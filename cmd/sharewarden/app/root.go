@@ -34,7 +34,7 @@ with fencing and fast failover. Each role below runs as its own process.`,
 
 	root.AddCommand(
 		newWebhookCommand(),
-		notYet("extender", "kube-scheduler extender: places NFS servers near their data, consumers off fenced nodes"),
+		newExtenderCommand(),
 		newControllerCommand(),
 		newNFSServerCommand(),
 		newDemoCommand(),
