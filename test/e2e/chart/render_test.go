@@ -1,0 +1,441 @@
+package chart_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/webhookrun"
+	"github.com/sharewarden/sharewarden/webhook"
+)
+
+var ciFiles = []string{"default-values.yaml", "scheduler-values.yaml", "certmanager-values.yaml", "resources-values.yaml"}
+
+func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
+	t.Helper()
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, out); err != nil {
+		t.Fatalf("converting %s %s: %v", o.GetKind(), o.GetName(), err)
+	}
+	return out
+}
+
+// TestLint: helm lint --strict passes with every ci/ values file, and fails on a bad one (so
+// the lint is really checking).
+func TestLint(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, f := range ciFiles {
+		if out, err := helm(ctx, "lint", "--strict", chartDir, "--namespace", releaseNamespace, "-f", ciValues(f)); err != nil {
+			t.Errorf("%s: %v\n%s", f, err, out)
+		}
+	}
+	if _, err := helm(ctx, "lint", "--strict", chartDir, "--set", "webhook.replicas=many"); err == nil {
+		t.Error("helm lint accepted webhook.replicas=many")
+	}
+}
+
+// TestTemplateHardening: with every ci/ values file, every Deployment runs non-root with a
+// read-only root filesystem, no capabilities, RuntimeDefault seccomp, probes and resource
+// requests, and has a PodDisruptionBudget that selects its pods and allows a drain.
+func TestTemplateHardening(t *testing.T) {
+	for _, f := range ciFiles {
+		t.Run(f, func(t *testing.T) {
+			objs := render(t, "-f", ciValues(f))
+			deps := ofKind(objs, "Deployment")
+			if len(deps) < 2 {
+				t.Fatalf("only %d Deployments rendered", len(deps))
+			}
+			pdbs := ofKind(objs, "PodDisruptionBudget")
+			for _, o := range deps {
+				d := convert[appsv1.Deployment](t, o)
+				spec := d.Spec.Template.Spec
+				psc := spec.SecurityContext
+				if psc == nil || !ptr.Deref(psc.RunAsNonRoot, false) || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+					t.Errorf("%s: pod security context %+v", d.Name, psc)
+				}
+				if spec.ServiceAccountName == "" || spec.ServiceAccountName == "default" {
+					t.Errorf("%s: runs as service account %q", d.Name, spec.ServiceAccountName)
+				}
+				if find(objs, "ServiceAccount", spec.ServiceAccountName) == nil {
+					t.Errorf("%s: service account %s is not in the chart", d.Name, spec.ServiceAccountName)
+				}
+				for _, c := range spec.Containers {
+					sc := c.SecurityContext
+					if sc == nil || !ptr.Deref(sc.ReadOnlyRootFilesystem, false) || ptr.Deref(sc.AllowPrivilegeEscalation, true) ||
+						sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+						t.Errorf("%s/%s: container security context %+v", d.Name, c.Name, sc)
+					}
+					if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+						t.Errorf("%s/%s: probes missing", d.Name, c.Name)
+					}
+					if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+						t.Errorf("%s/%s: no cpu/memory requests: %+v", d.Name, c.Name, c.Resources)
+					}
+				}
+				if ptr.Deref(d.Spec.Replicas, 1) < 2 {
+					t.Errorf("%s: %d replicas, want at least 2", d.Name, ptr.Deref(d.Spec.Replicas, 1))
+				}
+				covered := false
+				for _, p := range pdbs {
+					pdb := convert[policyv1.PodDisruptionBudget](t, p)
+					sel, err := labels.Parse(labels.Set(pdb.Spec.Selector.MatchLabels).String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+						covered = true
+						if pdb.Spec.MinAvailable.IntValue() >= int(ptr.Deref(d.Spec.Replicas, 1)) {
+							t.Errorf("%s: PDB minAvailable %s blocks every drain", d.Name, pdb.Spec.MinAvailable.String())
+						}
+					}
+				}
+				if !covered {
+					t.Errorf("%s: no PodDisruptionBudget selects its pods", d.Name)
+				}
+			}
+		})
+	}
+}
+
+func containerArgs(t *testing.T, objs []*unstructured.Unstructured, name string) []string {
+	t.Helper()
+	d := convert[appsv1.Deployment](t, mustFind(t, objs, "Deployment", name))
+	c := d.Spec.Template.Spec.Containers[0]
+	return append(slices.Clone(c.Command), c.Args...)
+}
+
+func hasArg(args []string, want string) bool { return slices.Contains(args, want) }
+
+// TestTemplateVariants: what each ci/ values file is for shows in the rendered objects.
+func TestTemplateVariants(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		objs := render(t, "-f", ciValues("default-values.yaml"))
+		ctl := convert[appsv1.Deployment](t, mustFind(t, objs, "Deployment", "sharewarden-controller"))
+		if *ctl.Spec.Replicas != 2 || !hasArg(ctl.Spec.Template.Spec.Containers[0].Args, "--leader-elect=true") {
+			t.Errorf("controller: %d replicas, args %v", *ctl.Spec.Replicas, ctl.Spec.Template.Spec.Containers[0].Args)
+		}
+		args := containerArgs(t, objs, "sharewarden-controller")
+		for _, want := range []string{"--server-image=ghcr.io/sharewarden/sharewarden-nfs-server:0.1.0", "--server-service-account=sharewarden-nfs-server", "--namespace=" + releaseNamespace} {
+			if !hasArg(args, want) {
+				t.Errorf("controller args %v lack %s", args, want)
+			}
+		}
+		wargs := containerArgs(t, objs, "sharewarden-webhook")
+		if !hasArg(wargs, "--system-users=system:serviceaccount:"+releaseNamespace+":sharewarden-controller") || slices.ContainsFunc(wargs, func(a string) bool { return strings.HasPrefix(a, "--scheduler-name") }) {
+			t.Errorf("webhook args %v", wargs)
+		}
+		sc := convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
+		if sc.Provisioner != swv1.Provisioner || !ptr.Deref(sc.AllowVolumeExpansion, false) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || len(sc.Parameters) != 0 {
+			t.Errorf("managed class %+v", sc)
+		}
+		secret := convert[corev1.Secret](t, mustFind(t, objs, "Secret", "sharewarden-webhook-tls"))
+		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
+		for _, w := range mwc.Webhooks {
+			if string(w.ClientConfig.CABundle) != string(secret.Data["ca.crt"]) || len(w.ClientConfig.CABundle) == 0 {
+				t.Errorf("%s: CA bundle is not the generated CA", w.Name)
+			}
+		}
+		if find(objs, "Deployment", "sharewarden-scheduler") != nil || find(objs, "Certificate", "sharewarden-webhook") != nil {
+			t.Error("defaults render a second scheduler or a cert-manager Certificate")
+		}
+	})
+	t.Run("second scheduler", func(t *testing.T) {
+		objs := render(t, "-f", ciValues("scheduler-values.yaml"))
+		args := containerArgs(t, objs, "sharewarden-scheduler")
+		d := convert[appsv1.Deployment](t, mustFind(t, objs, "Deployment", "sharewarden-scheduler"))
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.k8s.io/kube-scheduler:v1.37.2" {
+			t.Errorf("scheduler image %s", img)
+		}
+		if !hasArg(args, "--config=/etc/kubernetes/sharewarden-scheduler/config.yaml") {
+			t.Errorf("scheduler command %v", args)
+		}
+		if !hasArg(containerArgs(t, objs, "sharewarden-webhook"), "--scheduler-name=sharewarden-scheduler") {
+			t.Error("webhook does not hand pods to the second scheduler")
+		}
+		conf := schedulerConfigFrom(t, objs)
+		if conf.Profiles[0].SchedulerName != "sharewarden-scheduler" || len(conf.Extenders) != 1 ||
+			conf.Extenders[0].URLPrefix != "http://sharewarden-extender."+releaseNamespace+".svc:8000/sharewarden" || !conf.Extenders[0].Ignorable {
+			t.Errorf("scheduler config %+v", conf)
+		}
+		for _, r := range []string{"system:kube-scheduler", "system:volume-scheduler"} {
+			found := false
+			for _, o := range ofKind(objs, "ClusterRoleBinding") {
+				b := convert[rbacv1.ClusterRoleBinding](t, o)
+				found = found || (b.RoleRef.Name == r && b.Subjects[0].Name == "sharewarden-scheduler")
+			}
+			if !found {
+				t.Errorf("second scheduler not bound to %s", r)
+			}
+		}
+	})
+	t.Run("cert-manager", func(t *testing.T) {
+		objs := render(t, "-f", ciValues("certmanager-values.yaml"))
+		cert := mustFind(t, objs, "Certificate", "sharewarden-webhook")
+		if s, _, _ := unstructured.NestedString(cert.Object, "spec", "secretName"); s != "sharewarden-webhook-tls" {
+			t.Errorf("certificate secret %q", s)
+		}
+		if k, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "kind"); k != "ClusterIssuer" {
+			t.Errorf("issuer kind %q", k)
+		}
+		if find(objs, "Secret", "sharewarden-webhook-tls") != nil || find(objs, "Issuer", "sharewarden-webhook-ca") != nil {
+			t.Error("with cert-manager and an issuer, the chart must not make its own Secret or CA")
+		}
+		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
+		if mwc.Annotations["cert-manager.io/inject-ca-from"] != releaseNamespace+"/sharewarden-webhook" {
+			t.Errorf("annotations %v", mwc.Annotations)
+		}
+		for _, w := range mwc.Webhooks {
+			if len(w.ClientConfig.CABundle) != 0 {
+				t.Errorf("%s carries a CA bundle cert-manager would fight over", w.Name)
+			}
+		}
+		// Without an issuer the chart bootstraps its own CA through cert-manager.
+		own := render(t, "--set", "certManager.enabled=true")
+		mustFind(t, own, "Issuer", "sharewarden-webhook-selfsigned")
+		mustFind(t, own, "Issuer", "sharewarden-webhook-ca")
+	})
+	t.Run("custom resources", func(t *testing.T) {
+		objs := render(t, "-f", ciValues("resources-values.yaml"))
+		d := convert[appsv1.Deployment](t, mustFind(t, objs, "Deployment", "sharewarden-controller"))
+		c := d.Spec.Template.Spec.Containers[0]
+		if c.Resources.Requests.Cpu().String() != "200m" || c.Resources.Limits.Memory().String() != "1Gi" ||
+			d.Spec.Template.Spec.PriorityClassName != "system-cluster-critical" || len(d.Spec.Template.Spec.Tolerations) != 1 || *d.Spec.Replicas != 3 {
+			t.Errorf("controller spec %+v", d.Spec.Template.Spec)
+		}
+		if c.Image != "registry.example.com/sharewarden:v0.1.0" || c.ImagePullPolicy != corev1.PullAlways {
+			t.Errorf("image %s %s", c.Image, c.ImagePullPolicy)
+		}
+		if find(objs, "Deployment", "sharewarden-extender") != nil {
+			t.Error("extender rendered with extender.enabled=false")
+		}
+		sa := convert[corev1.ServiceAccount](t, mustFind(t, objs, "ServiceAccount", "sharewarden-nfs-server"))
+		if len(sa.ImagePullSecrets) != 1 || sa.ImagePullSecrets[0].Name != "regcred" {
+			t.Errorf("nfs-server service account pull secrets %v", sa.ImagePullSecrets)
+		}
+		sc := convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
+		want := map[string]string{
+			"backingStorageClass": "fast-rwo", "server.cpu": "200m", "server.memory": "256Mi", "server.memoryLimit": "1Gi",
+			"server.nodeSelector": "disktype=ssd", "server.priorityClassName": "system-node-critical", "server.squash": "root",
+			"server.tolerations": `[{"effect":"NoSchedule","key":"storage","operator":"Equal","value":"true"}]`,
+		}
+		if !reflect.DeepEqual(sc.Parameters, want) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimRetain || !slices.Equal(sc.MountOptions, []string{"nfsvers=4.2", "hard"}) {
+			t.Errorf("managed class: parameters %v, reclaim %s, mount options %v", sc.Parameters, *sc.ReclaimPolicy, sc.MountOptions)
+		}
+		args := containerArgs(t, objs, "sharewarden-controller")
+		if !hasArg(args, "--server-extra-arg=--grace=30s") || !hasArg(args, "--server-image-pull-policy=Always") {
+			t.Errorf("controller args %v", args)
+		}
+	})
+}
+
+type schedulerConf struct {
+	Profiles []struct {
+		SchedulerName string `json:"schedulerName"`
+	} `json:"profiles"`
+	Extenders []struct {
+		URLPrefix        string `json:"urlPrefix"`
+		Ignorable        bool   `json:"ignorable"`
+		ManagedResources []struct {
+			Name               string `json:"name"`
+			IgnoredByScheduler bool   `json:"ignoredByScheduler"`
+		} `json:"managedResources"`
+	} `json:"extenders"`
+}
+
+func schedulerConfigFrom(t *testing.T, objs []*unstructured.Unstructured) schedulerConf {
+	t.Helper()
+	cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
+	var conf schedulerConf
+	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &map[string]any{}); err != nil {
+		t.Fatalf("scheduler config is not YAML: %v", err)
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &conf); err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Profiles) == 0 {
+		t.Fatalf("scheduler config has no profile:\n%s", cm.Data["config.yaml"])
+	}
+	return conf
+}
+
+// TestWebhookConfigurationMatchesWebhookrun: the chart's MutatingWebhookConfiguration has the
+// rules, selectors, matchConditions, failure policies and timeouts test/webhookrun registers
+// (which the webhook's e2e tests prove), only the client config differs.
+func TestWebhookConfigurationMatchesWebhookrun(t *testing.T) {
+	objs := render(t)
+	got := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
+	cfg := webhook.NewOptions().Config
+	cfg.SystemNamespace = releaseNamespace
+	want := webhookrun.Configuration("sharewarden", "https://unused", nil, cfg)
+	if len(got.Webhooks) != len(want.Webhooks) {
+		t.Fatalf("%d webhooks, want %d", len(got.Webhooks), len(want.Webhooks))
+	}
+	for i := range want.Webhooks {
+		g, w := got.Webhooks[i], want.Webhooks[i]
+		if g.ClientConfig.Service == nil || g.ClientConfig.Service.Name != "sharewarden-webhook" || g.ClientConfig.Service.Namespace != releaseNamespace ||
+			"https://unused"+ptr.Deref(g.ClientConfig.Service.Path, "") != ptr.Deref(w.ClientConfig.URL, "") {
+			t.Errorf("%s: client config %+v", g.Name, g.ClientConfig.Service)
+		}
+		g.ClientConfig, w.ClientConfig = admissionregistrationv1.WebhookClientConfig{}, admissionregistrationv1.WebhookClientConfig{}
+		if gj, wj := mustJSON(t, g), mustJSON(t, w); gj != wj {
+			t.Errorf("webhook %d differs from test/webhookrun's:\nchart:      %s\nwebhookrun: %s", i, gj, wj)
+		}
+	}
+	// The knobs reach every webhook.
+	objs = render(t, "--set", "webhook.failurePolicy=Ignore", "--set", "webhook.timeoutSeconds=10")
+	got = convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
+	for _, w := range got.Webhooks {
+		if *w.FailurePolicy != admissionregistrationv1.Ignore || *w.TimeoutSeconds != 10 {
+			t.Errorf("%s: failurePolicy %s timeout %d", w.Name, *w.FailurePolicy, *w.TimeoutSeconds)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestBadValues: wrong types, unknown keys and conflicting options fail the install with a
+// message that names the problem.
+func TestBadValues(t *testing.T) {
+	cases := []struct {
+		name, values string
+		want         []string
+	}{
+		{"wrong type", "controller:\n  replicas: two\n", []string{"/controller/replicas", "want integer"}},
+		{"wrong type in a list", "imagePullSecrets: [1]\n", []string{"/imagePullSecrets/0", "want string"}},
+		{"unknown top-level key", "contoller:\n  replicas: 1\n", []string{"additional properties 'contoller' not allowed"}},
+		{"unknown nested key", "webhook:\n  tls:\n    certFile: x\n", []string{"/webhook/tls", "additional properties 'certFile' not allowed"}},
+		{"bad enum", "webhook:\n  failurePolicy: Retry\n", []string{"/webhook/failurePolicy"}},
+		{"bad quantity", "storageClass:\n  server:\n    memory: lots\n", []string{"/storageClass/server/memory"}},
+		{"health port on NFS port", "nfsServer:\n  healthPort: 2049\n", []string{"/nfsServer/healthPort"}},
+		{"replicas without leader election", "controller:\n  leaderElect: false\n", []string{"controller.leaderElect is false", "set controller.leaderElect=true or controller.replicas=1"}},
+		{"second scheduler without extender", "scheduler:\n  enabled: true\nextender:\n  enabled: false\n", []string{"scheduler.enabled is true but extender.enabled is false"}},
+		{"issuer without cert-manager", "certManager:\n  issuerRef:\n    name: ca\n", []string{"certManager.issuerRef.name", "certManager.enabled is false"}},
+		{"managed class backs itself", "storageClass:\n  backingStorageClass: sharewarden-nfs\n", []string{"the managed class itself"}},
+		{"budget blocks drains", "webhook:\n  podDisruptionBudget:\n    minAvailable: 2\n", []string{"webhook.podDisruptionBudget.minAvailable (2) must be below webhook.replicas (2)"}},
+		{"scheduler named default", "scheduler:\n  enabled: true\n  name: default-scheduler\n", []string{"must not take the default scheduler's name"}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".yaml")
+			if err := os.WriteFile(f, []byte(tc.values), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// helm template validates and renders exactly as helm install does, without a cluster.
+			_, err := helm(ctx, "template", releaseName, chartDir, "--namespace", releaseNamespace, "-f", f)
+			if err == nil {
+				t.Fatalf("case %d: install accepted:\n%s", i, tc.values)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestSchemaMatchesValues: every key of values.yaml is in values.schema.json and every schema
+// property is in values.yaml, so neither drifts (helm lint only checks the first direction).
+func TestSchemaMatchesValues(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(chartDir, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		t.Fatal(err)
+	}
+	sraw, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(sraw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	defs, _ := schema["$defs"].(map[string]any)
+	// Shared definitions ($defs: resources, affinity...) may list more keys than a value uses.
+	resolve := func(s map[string]any) (map[string]any, bool) {
+		shared := false
+		for {
+			ref, ok := s["$ref"].(string)
+			if !ok {
+				return s, shared
+			}
+			s, _ = defs[strings.TrimPrefix(ref, "#/$defs/")].(map[string]any)
+			shared = true
+		}
+	}
+	var walk func(path string, v any, s map[string]any)
+	walk = func(path string, v any, s map[string]any) {
+		s, shared := resolve(s)
+		if s == nil {
+			t.Errorf("%s: no schema", path)
+			return
+		}
+		m, isMap := v.(map[string]any)
+		props, hasProps := s["properties"].(map[string]any)
+		if !isMap || !hasProps {
+			return // a leaf, or a free-form map (labels, selectors) typed by additionalProperties
+		}
+		if s["additionalProperties"] != false {
+			t.Errorf("%s: schema allows unknown keys", path)
+		}
+		for k, sub := range props {
+			if _, ok := m[k]; !ok {
+				if !shared {
+					t.Errorf("%s.%s is in the schema but not in values.yaml", path, k)
+				}
+				continue
+			}
+			subm, _ := sub.(map[string]any)
+			walk(path+"."+k, m[k], subm)
+		}
+		for k := range m {
+			if _, ok := props[k]; !ok {
+				t.Errorf("%s.%s is in values.yaml but not in the schema", path, k)
+			}
+		}
+	}
+	walk("", values, schema)
+}
+
+// TestValuesReferenceCurrent: docs/values.md is what hack/values-doc.sh generates from
+// values.yaml, and every value is documented.
+func TestValuesReferenceCurrent(t *testing.T) {
+	cmd := exec.Command(filepath.Join(root, "hack", "values-doc.sh"), "--verify")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
