@@ -45,6 +45,8 @@ type HolderOptions struct {
 	Duration      time.Duration
 	RenewInterval time.Duration
 	SafetyMargin  time.Duration
+	// Labels are added to the lease (the controller passes the claim's, to find its volume).
+	Labels map[string]string
 }
 
 // DefaultHolderOptions reads the pod's identity from the downward-API environment.
@@ -71,6 +73,7 @@ func (o *HolderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Identity, "lease-holder", o.Identity, "this server's identity in the Lease (default $POD_NAME_$POD_UID)")
 	fs.DurationVar(&o.Duration, "lease-duration", o.Duration, "D: how long the Lease is valid after a renewal; a successor waits this long after the last renewal it saw")
 	fs.DurationVar(&o.RenewInterval, "lease-renew-interval", o.RenewInterval, "R: how often the Lease is renewed")
+	fs.StringToStringVar(&o.Labels, "lease-labels", o.Labels, "labels to put on the Lease (key=value,...)")
 	fs.DurationVar(&o.SafetyMargin, "lease-safety-margin", o.SafetyMargin, "M: the server stops serving D-M after sending its last successful renewal")
 }
 
@@ -119,9 +122,19 @@ func NewHolder(opts HolderOptions, leases coordclient.LeasesGetter, volumeID str
 		opts:   opts,
 		leases: leases.Leases(opts.Namespace),
 		name:   LeaseName(volumeID),
-		labels: map[string]string{swv1.LabelVolume: volumeID, swv1.LabelComponent: swv1.ComponentNFSServer},
+		labels: leaseLabels(opts.Labels, volumeID),
 		now:    time.Now,
 	}, nil
+}
+
+func leaseLabels(extra map[string]string, volumeID string) map[string]string {
+	l := map[string]string{}
+	for k, v := range extra {
+		l[k] = v
+	}
+	l[swv1.LabelVolume] = volumeID
+	l[swv1.LabelComponent] = swv1.ComponentNFSServer
+	return l
 }
 
 // Gate blocks until this server holds the lease, then returns a context that ends (cause
@@ -270,6 +283,12 @@ func (h *Holder) write(ctx context.Context, cur *coordinationv1.Lease) (time.Tim
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: h.name, Namespace: h.opts.Namespace, Labels: h.labels}}
 	if cur != nil {
 		l = cur.DeepCopy()
+		if l.Labels == nil {
+			l.Labels = map[string]string{}
+		}
+		for k, v := range h.labels {
+			l.Labels[k] = v
+		}
 		for _, a := range []string{AnnotationFencedHolder, AnnotationFencedNode, AnnotationFencedAt} {
 			delete(l.Annotations, a)
 		}

@@ -1,7 +1,9 @@
 package provisioner
 
 import (
+	"sort"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -33,6 +35,9 @@ type Volume struct {
 	BackingClass string
 	Params       ClassParams
 	Server       ServerConfig
+	// AvoidNodes are nodes servers of this volume were fenced off: a replacement must not
+	// land there, even if the scheduler extender is down (it is ignorable).
+	AvoidNodes []string
 }
 
 // ServerConfig is how the controller runs NFS server pods (from its flags).
@@ -114,6 +119,20 @@ func Service(v Volume) *corev1.Service {
 	}
 }
 
+// leaseLabelsArg renders labels for --lease-labels, sorted so the pod spec is stable.
+func leaseLabelsArg(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+l[k])
+	}
+	return strings.Join(parts, ",")
+}
+
 // ServerPod builds the volume's NFS server pod.
 func ServerPod(v Volume) *corev1.Pod {
 	ns, name := v.ServerKey()
@@ -128,14 +147,24 @@ func ServerPod(v Volume) *corev1.Pod {
 		"--nfs-address=0.0.0.0:" + strconv.Itoa(swv1.NFSPort),
 		"--http-address=:" + strconv.Itoa(int(v.Server.HealthPort)),
 		"--runtime-dir=" + serverRuntimeDir,
+		"--lease-labels=" + leaseLabelsArg(v.Labels()),
 	}
 	if v.Params.RootSquash {
 		args = append(args, "--squash=root_squash")
 	}
 	args = append(args, v.Server.ExtraArgs...)
+	var affinity *corev1.Affinity
+	if len(v.AvoidNodes) > 0 {
+		affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: v.AvoidNodes}},
+			}}},
+		}}
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
+			Affinity:                      affinity,
 			ServiceAccountName:            v.Server.ServiceAccount,
 			EnableServiceLinks:            ptr.To(false),
 			RestartPolicy:                 corev1.RestartPolicyAlways,

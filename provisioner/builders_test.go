@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/nfsserver"
 )
 
@@ -91,6 +92,14 @@ func TestBuilders(t *testing.T) {
 		t.Errorf("pv capacity %s, want the backing volume's 6Gi", q.String())
 	}
 
+	if ServerPod(v).Spec.Affinity != nil {
+		t.Error("a volume never fenced needs no affinity")
+	}
+	v.AvoidNodes = []string{"node-a1"}
+	if a := ServerPod(v).Spec.Affinity; a == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Operator != corev1.NodeSelectorOpNotIn ||
+		!slices.Equal(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values, []string{"node-a1"}) {
+		t.Errorf("a replacement must avoid the fenced node: %+v", a)
+	}
 	v.Params.RootSquash = true
 	if !slices.Contains(ServerPod(v).Spec.Containers[0].Args, "--squash=root_squash") {
 		t.Error("root squash not passed to the server")
@@ -110,12 +119,17 @@ func TestServerArgsAcceptedByAgent(t *testing.T) {
 		t.Fatalf("first argument %q, want the nfs-server subcommand", args[0])
 	}
 	opts := nfsserver.DefaultOptions()
+	lease := fencing.DefaultHolderOptions()
 	fs := pflag.NewFlagSet("nfs-server", pflag.ContinueOnError)
-	opts.AddFlags(fs)
+	opts.AddFlags(fs) // the flags of `sharewarden nfs-server`: the agent's and its lease's
+	lease.AddFlags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		t.Fatalf("agent rejects the controller's arguments: %v", err)
 	}
 	if opts.VolumeID != string(v.Claim.UID) || opts.VolumeDir != "/export" || opts.PseudoPath != ExportPseudoPath || opts.Squash != nfsserver.SquashRoot {
 		t.Errorf("agent options from the pod: %+v", opts)
+	}
+	if lease.Labels[swv1.LabelClaimName] != "data" || lease.Labels[swv1.LabelClaimNamespace] != "app" || !lease.Enabled {
+		t.Errorf("lease options from the pod: %+v", lease)
 	}
 }

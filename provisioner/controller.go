@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/pflag"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/fencing"
 )
 
 // IndexPodClaims indexes pods by the names of the claims they mount.
@@ -47,6 +50,10 @@ type Options struct {
 	ExportPath              string
 	ServerExtraArgs         []string
 	Workers                 int
+	FenceMargin             time.Duration
+	UnfenceSettle           time.Duration
+	EvictFencedConsumers    bool
+	OutOfServiceTaint       bool
 	KubeAPIQPS              float32
 	KubeAPIBurst            int
 	LeaderElect             bool
@@ -64,6 +71,9 @@ func NewOptions() Options {
 		ServerHealthPort:      9090,
 		ExportPath:            "/export",
 		Workers:               4,
+		FenceMargin:           2 * time.Second,
+		UnfenceSettle:         30 * time.Second,
+		EvictFencedConsumers:  true,
 		KubeAPIQPS:            100,
 		KubeAPIBurst:          200,
 		LeaderElect:           true,
@@ -84,6 +94,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ExportPath, "export-path", o.ExportPath, "where the backing volume is mounted in the server pod")
 	fs.StringSliceVar(&o.ServerExtraArgs, "server-extra-arg", o.ServerExtraArgs, "extra argument for `sharewarden nfs-server` (repeatable)")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "volumes reconciled in parallel")
+	fs.DurationVar(&o.FenceMargin, "fence-margin", o.FenceMargin, "waited beyond a server lease's duration before its holder is declared stopped and fenced")
+	fs.DurationVar(&o.UnfenceSettle, "unfence-settle", o.UnfenceSettle, "how long a fenced node must be Ready again before it is unfenced")
+	fs.BoolVar(&o.EvictFencedConsumers, "evict-fenced-consumers", o.EvictFencedConsumers, "force-delete pods mounting ShareWarden volumes on a node fenced as a whole, so their controllers restart them elsewhere")
+	fs.BoolVar(&o.OutOfServiceTaint, "out-of-service-taint", o.OutOfServiceTaint, "also taint nodes fenced as a whole node.kubernetes.io/out-of-service, for Kubernetes' non-graceful node shutdown handling of every pod there")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "steady requests per second to the apiserver (each new volume takes about a dozen)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "request burst to the apiserver")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
@@ -111,6 +125,9 @@ func (o *Options) Validate() error {
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
 		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
+	if o.FenceMargin < 0 || o.UnfenceSettle < 0 {
+		errs = append(errs, fmt.Errorf("--fence-margin %s and --unfence-settle %s must not be negative", o.FenceMargin, o.UnfenceSettle))
+	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers %d: want at least 1", o.Workers))
 	}
@@ -122,6 +139,7 @@ func (o *Options) Validate() error {
 
 func (o *Options) config() Config {
 	return Config{
+		UnfenceSettle:           o.UnfenceSettle,
 		Namespace:               o.Namespace,
 		BackingInClaimNamespace: o.BackingInClaimNamespace,
 		Server: ServerConfig{
@@ -194,6 +212,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
 		return err
 	}
+	if err := setupFencing(ctx, mgr, opts); err != nil {
+		return err
+	}
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running manager: %w", err)
 	}
@@ -205,12 +226,14 @@ func Run(ctx context.Context, opts Options) error {
 // PVs are cached only when ShareWarden made them.
 func cacheOptions() cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{swv1.LabelManagedBy: swv1.ManagedByController})
+	serverLeases := labels.SelectorFromSet(labels.Set{swv1.LabelComponent: swv1.ComponentNFSServer})
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:              {Transform: slimPod},
 			&corev1.Service{}:          {Label: ours},
 			&corev1.PersistentVolume{}: {Label: ours},
+			&coordinationv1.Lease{}:    {Label: serverLeases},
 		},
 	}
 }
@@ -257,6 +280,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		}))).
 		Watches(&corev1.Service{}, byLabels, owned).
 		Watches(&corev1.PersistentVolume{}, byLabels, owned).
+		Watches(&coordinationv1.Lease{}, byLabels, owned).
 		// One controller per manager; names repeat only when tests run several managers in a process.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: ptr.To(true)}).
 		Complete(r)
@@ -319,4 +343,46 @@ func slimPod(obj any) (any, error) {
 		}
 	}
 	return slim, nil
+}
+
+// setupFencing adds the Fencer (server leases) and the NodeFencer (nodes) to the manager.
+func setupFencing(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	recorder := mgr.GetEventRecorder("sharewarden-fencer")
+	fm := fencing.NewMetrics(metrics.Registry)
+	f := &fencing.Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm,
+		Config: fencing.FencerConfig{Namespace: opts.Namespace, Margin: opts.FenceMargin}}
+	err := ctrl.NewControllerManagedBy(mgr).Named("fencer").
+		For(&coordinationv1.Lease{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers, SkipNameValidation: ptr.To(true)}).
+		Complete(f)
+	if err != nil {
+		return fmt.Errorf("building fencer: %w", err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, fencing.IndexPodNode, func(o client.Object) []string {
+		if n := o.(*corev1.Pod).Spec.NodeName; n != "" {
+			return []string{n}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing pods by node: %w", err)
+	}
+	nf := &fencing.NodeFencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm, Config: fencing.NodeFencerConfig{
+		Settle: opts.UnfenceSettle, EvictConsumers: opts.EvictFencedConsumers, OutOfService: opts.OutOfServiceTaint,
+	}}
+	fencedNodes := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		var out []reconcile.Request
+		for _, n := range o.(*swv1.SharedVolume).Status.FencedNodes {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: n}})
+		}
+		return out
+	})
+	err = ctrl.NewControllerManagedBy(mgr).Named("node-fencer").
+		For(&corev1.Node{}).
+		Watches(&swv1.SharedVolume{}, fencedNodes).
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
+		Complete(nf)
+	if err != nil {
+		return fmt.Errorf("building node fencer: %w", err)
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 type Metrics struct {
 	timeToReady prometheus.Histogram
 	readyTotal  prometheus.Counter
+	failover    prometheus.Histogram
 }
 
 // NewMetrics registers the provisioner's metrics with reg.
@@ -24,6 +25,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from a claim's SharedVolume creation to its first Ready.",
 			Buckets: prometheus.ExponentialBuckets(0.25, 2, 12),
 		}),
+		failover: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sharewarden_failover_duration_seconds",
+			Help:    "Time from a server's lease seen expired to its replacement Ready.",
+			Buckets: prometheus.LinearBuckets(2, 2, 15),
+		}),
 		readyTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharewarden_volumes_ready_total",
 			Help: "Volumes that reached Ready (first time or after a failover).",
@@ -31,6 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.timeToReady = register(reg, m.timeToReady)
 	m.readyTotal = register(reg, m.readyTotal)
+	m.failover = register(reg, m.failover)
 	return m
 }
 
@@ -48,12 +55,15 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-func (m *Metrics) observeReady(sv *swv1.SharedVolume, now time.Time) {
+func (m *Metrics) observeReady(sv *swv1.SharedVolume, st swv1.SharedVolumeStatus, now time.Time) {
 	if m == nil {
 		return
 	}
 	m.readyTotal.Inc()
-	if sv.Status.FailoverCount == 0 {
+	switch {
+	case st.FailoverCount == 0:
 		m.timeToReady.Observe(now.Sub(sv.CreationTimestamp.Time).Seconds())
+	case st.LastFailover != nil && st.LastFailover.Duration != nil:
+		m.failover.Observe(st.LastFailover.Duration.Seconds())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/fencing"
 )
 
 // Event reasons on the claim (and, once the claim is gone, on the PV).
@@ -51,6 +53,8 @@ type Config struct {
 	Namespace               string
 	BackingInClaimNamespace bool
 	Server                  ServerConfig
+	// UnfenceSettle is how long a fenced node must be Ready again before a volume forgets it.
+	UnfenceSettle time.Duration
 }
 
 // Reconciler turns each claim on a ShareWarden-managed class into a backing claim, an NFS
@@ -155,6 +159,15 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if obs.Service, obs.Problem, err = r.ensureService(ctx, claim, vol); err != nil || obs.Problem != nil {
 		return r.finishErr(ctx, sv, obs, prev, err)
 	}
+	if err := r.observeLease(ctx, vol, prev, &obs); err != nil {
+		return ctrl.Result{}, err
+	}
+	// A fenced server's node goes into the status before a replacement exists, so the
+	// scheduler extender keeps the replacement off it.
+	if obs.LeaseExpired && obs.FencedNode != "" && !contains(prev.FencedNodes, obs.FencedNode) {
+		return r.finish(ctx, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
+	}
+	vol.AvoidNodes = prev.FencedNodes
 	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev); err != nil || obs.Problem != nil {
 		return r.finishErr(ctx, sv, obs, prev, err)
 	}
@@ -170,7 +183,43 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if obs.Consumers, err = r.countConsumers(ctx, claim); err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.finish(ctx, sv, obs, prev, ctrl.Result{})
+	res := ctrl.Result{}
+	if len(prev.FencedNodes) > 0 {
+		res.RequeueAfter = r.Config.UnfenceSettle/2 + time.Second // to forget nodes once settled
+	}
+	return r.finish(ctx, sv, obs, prev, res)
+}
+
+// observeLease reads the server's lease: who holds it, and whether the Fencer released it from
+// a holder that stopped renewing (and off which node).
+func (r *Reconciler) observeLease(ctx context.Context, vol Volume, prev swv1.SharedVolumeStatus, obs *Observation) error {
+	ns, _ := vol.ServerKey()
+	lease := &coordinationv1.Lease{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: fencing.LeaseName(vol.uid())}, lease); apierrors.IsNotFound(err) {
+		lease = nil
+	} else if err != nil {
+		return fmt.Errorf("getting server lease: %w", err)
+	}
+	if lease != nil {
+		obs.Lease = &swv1.LeaseStatus{Holder: ptr.Deref(lease.Spec.HolderIdentity, ""), RenewTime: lease.Spec.RenewTime}
+		if obs.Lease.Holder == "" && lease.Annotations[fencing.AnnotationFencedHolder] != "" {
+			obs.LeaseExpired = true
+			obs.FencedNode = lease.Annotations[fencing.AnnotationFencedNode]
+		}
+	}
+	for _, name := range prev.FencedNodes {
+		node := &corev1.Node{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, node); apierrors.IsNotFound(err) {
+			obs.UnfencedNodes = append(obs.UnfencedNodes, name)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("getting node %s: %w", name, err)
+		}
+		if ok, _ := fencing.Unfenceable(node, r.now(), r.Config.UnfenceSettle); ok && node.Labels[swv1.LabelNodeFenced] != swv1.FencedTrue {
+			obs.UnfencedNodes = append(obs.UnfencedNodes, name)
+		}
+	}
+	return nil
 }
 
 func readyReason(st swv1.SharedVolumeStatus) string {
@@ -442,7 +491,11 @@ func (r *Reconciler) finish(ctx context.Context, sv *swv1.SharedVolume, obs Obse
 	if st.Phase != prev.Phase {
 		log.FromContext(ctx).Info("volume phase changed", "from", prev.Phase, "to", st.Phase)
 		if st.Phase == swv1.PhaseReady && prev.Phase != swv1.PhaseReady {
-			r.Metrics.observeReady(sv, r.now())
+			if f := st.LastFailover; f != nil && f.Duration != nil && f.EndTime != nil && (prev.LastFailover == nil || prev.LastFailover.EndTime == nil) {
+				r.event(sv, corev1.EventTypeNormal, "FailoverComplete", "Failover", fmt.Sprintf(
+					"server moved from %s to %s in %s", f.FromNode, f.ToNode, f.Duration.Round(time.Millisecond)))
+			}
+			r.Metrics.observeReady(sv, st, r.now())
 		}
 	}
 	sv.Status = st

@@ -30,6 +30,8 @@ type Observation struct {
 	Lease        *swv1.LeaseStatus
 	LeaseExpired bool
 	FencedNode   string
+	// UnfencedNodes are fenced nodes that have been Ready again for the settle period.
+	UnfencedNodes []string
 }
 
 // Problem is a reason provisioning is blocked. Fatal problems need a user to act (the claim or
@@ -122,6 +124,18 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 	}
 	if obs.FencedNode != "" && !contains(st.FencedNodes, obs.FencedNode) {
 		st.FencedNodes = append(st.FencedNodes, obs.FencedNode)
+	}
+	if len(obs.UnfencedNodes) > 0 {
+		kept := st.FencedNodes[:0:0]
+		for _, n := range st.FencedNodes {
+			if !contains(obs.UnfencedNodes, n) || n == obs.FencedNode {
+				kept = append(kept, n)
+			}
+		}
+		st.FencedNodes = kept
+		if len(kept) == 0 {
+			st.FencedNodes = nil
+		}
 	}
 
 	ready, reason, msg := st.Phase == swv1.PhaseReady, string(st.Phase), ""

@@ -1,0 +1,274 @@
+package fencing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+// Event reasons of fencing.
+const (
+	ReasonFenced      = "ServerFenced"
+	ReasonNodeFenced  = "NodeFenced"
+	ReasonUnfenced    = "NodeUnfenced"
+	ReasonEvicted     = "ConsumerEvicted"
+	ReasonFenceFailed = "FencingFailed"
+)
+
+// FencerConfig configures the controller side of fencing.
+type FencerConfig struct {
+	// Namespace holds the servers' leases and pods.
+	Namespace string
+	// Margin is waited beyond a lease's duration before its holder is declared stopped.
+	Margin time.Duration
+}
+
+// Fencer declares servers that stopped renewing their lease fenced and clears the way for a
+// replacement. It is keyed by lease.
+type Fencer struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Config   FencerConfig
+	Metrics  *Metrics
+	Now      func() time.Time
+
+	mu   sync.Mutex
+	seen map[types.NamespacedName]observation
+}
+
+// observation is when this process last saw a lease change, on its own monotonic clock.
+type observation struct {
+	resourceVersion string
+	at              time.Time
+}
+
+// Verdict says how long to wait before a lease's holder may be declared stopped: zero or less
+// means now. seenAt is when this process last saw the lease change.
+func Verdict(lease *coordinationv1.Lease, seenAt, now time.Time, margin time.Duration) (holder string, wait time.Duration) {
+	holder = ptr.Deref(lease.Spec.HolderIdentity, "")
+	if holder == "" {
+		return "", 0
+	}
+	d := time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0)) * time.Second
+	return holder, d + margin - now.Sub(seenAt)
+}
+
+// ParseHolder splits a holder identity "podName_podUID".
+func ParseHolder(identity string) (pod string, uid types.UID) {
+	name, u, _ := strings.Cut(identity, "_")
+	return name, types.UID(u)
+}
+
+func (f *Fencer) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// Reconcile implements reconcile.Reconciler for a server lease.
+func (f *Fencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	lease := &coordinationv1.Lease{}
+	if err := f.Client.Get(ctx, req.NamespacedName, lease); apierrors.IsNotFound(err) {
+		f.forget(req.NamespacedName)
+		return ctrl.Result{}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("getting lease: %w", err)
+	}
+	seenAt := f.observe(req.NamespacedName, lease)
+	holder, wait := Verdict(lease, seenAt, f.now(), f.Config.Margin)
+	if holder == "" {
+		return ctrl.Result{}, nil
+	}
+	if wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	return f.fence(ctx, lease, holder)
+}
+
+func (f *Fencer) observe(key types.NamespacedName, lease *coordinationv1.Lease) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen == nil {
+		f.seen = map[types.NamespacedName]observation{}
+	}
+	o, ok := f.seen[key]
+	if !ok || o.resourceVersion != lease.ResourceVersion {
+		o = observation{resourceVersion: lease.ResourceVersion, at: f.now()}
+		f.seen[key] = o
+	}
+	return o.at
+}
+
+func (f *Fencer) forget(key types.NamespacedName) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.seen, key)
+}
+
+// fence runs once the holder is known stopped: release the lease (compare-and-swap), remove
+// the old pod, free the RWO attachment, and tell.
+func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder string) (ctrl.Result, error) {
+	logger := log.FromContext(ctx).WithValues("holder", holder)
+	start := f.now()
+	podName, podUID := ParseHolder(holder)
+	pod := &corev1.Pod{}
+	node := ""
+	if err := f.Client.Get(ctx, client.ObjectKey{Namespace: lease.Namespace, Name: podName}, pod); err == nil && pod.UID == podUID {
+		node = pod.Spec.NodeName
+	} else if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("getting server pod: %w", err)
+	} else {
+		pod = nil
+	}
+
+	// 1. Release: fails if the holder renewed after all (then it is alive and nothing happens).
+	released := lease.DeepCopy()
+	released.Spec.HolderIdentity = nil
+	if released.Annotations == nil {
+		released.Annotations = map[string]string{}
+	}
+	released.Annotations[AnnotationFencedHolder] = holder
+	released.Annotations[AnnotationFencedNode] = node
+	released.Annotations[AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
+	if err := f.Client.Update(ctx, released); apierrors.IsConflict(err) {
+		logger.V(1).Info("lease changed while fencing; holder is alive")
+		return ctrl.Result{Requeue: true}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("releasing lease: %w", err)
+	}
+	logger.Info("server fenced: it stopped renewing its lease", "node", node)
+
+	// 2. The old pod goes at once: its process has stopped serving by itself, and its node may
+	// never confirm the deletion.
+	if pod != nil {
+		if err := f.Client.Delete(ctx, pod, client.GracePeriodSeconds(0), client.Preconditions{UID: &pod.UID}); err != nil && !apierrors.IsNotFound(err) {
+			f.event(pod, corev1.EventTypeWarning, ReasonFenceFailed, "Fence", "cannot force-delete the fenced server pod: "+err.Error())
+			return ctrl.Result{}, fmt.Errorf("force-deleting server pod: %w", err)
+		}
+	}
+	// 3. The backing RWO volume may attach elsewhere at once.
+	detached, err := f.detach(ctx, lease, node)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	f.Metrics.fenced()
+	msg := fmt.Sprintf("NFS server %s on node %q stopped renewing its lease %s; fenced: lease released, pod force-deleted, %d VolumeAttachment(s) removed; a replacement is starting",
+		podName, node, lease.Name, detached)
+	if pod != nil {
+		if claim := claimOf(pod); claim != nil {
+			f.event(claim, corev1.EventTypeWarning, ReasonFenced, "Fence", msg)
+		}
+	}
+	if node != "" {
+		f.event(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, corev1.EventTypeWarning, ReasonFenced, "Fence", msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// detach deletes the VolumeAttachments of the volume's backing PV on node.
+func (f *Fencer) detach(ctx context.Context, lease *coordinationv1.Lease, node string) (int, error) {
+	if node == "" {
+		return 0, nil
+	}
+	backing := &corev1.PersistentVolumeClaim{}
+	if err := f.Client.Get(ctx, client.ObjectKey{Namespace: lease.Namespace, Name: lease.Name}, backing); apierrors.IsNotFound(err) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("getting backing claim: %w", err)
+	}
+	if backing.Spec.VolumeName == "" {
+		return 0, nil
+	}
+	vas := &storagev1.VolumeAttachmentList{}
+	if err := f.Client.List(ctx, vas); err != nil {
+		return 0, fmt.Errorf("listing volume attachments: %w", err)
+	}
+	n := 0
+	for i := range vas.Items {
+		va := &vas.Items[i]
+		if va.Spec.NodeName != node || ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != backing.Spec.VolumeName {
+			continue
+		}
+		if err := f.Client.Delete(ctx, va); err != nil && !apierrors.IsNotFound(err) {
+			return n, fmt.Errorf("deleting volume attachment %s: %w", va.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// claimOf names the RWX claim a server pod serves, from the labels the controller set.
+func claimOf(pod *corev1.Pod) *corev1.PersistentVolumeClaim {
+	l := pod.Labels
+	if l[swv1.LabelClaimNamespace] == "" || l[swv1.LabelClaimName] == "" {
+		return nil
+	}
+	return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+		Namespace: l[swv1.LabelClaimNamespace], Name: l[swv1.LabelClaimName], UID: types.UID(l[swv1.LabelClaimUID]),
+	}}
+}
+
+func (f *Fencer) event(regarding runtime.Object, typ, reason, action, msg string) {
+	if f.Recorder != nil {
+		f.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
+	}
+}
+
+// Metrics of fencing.
+type Metrics struct {
+	fencings prometheus.Counter
+	nodes    prometheus.Counter
+}
+
+// NewMetrics registers fencing metrics with reg (reusing them if already there).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		fencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_fencings_total", Help: "Servers declared stopped and fenced after their lease expired."}),
+		nodes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_node_fencings_total", Help: "Nodes fenced as a whole (NotReady while a server was fenced off them)."}),
+	}
+	m.fencings = register(reg, m.fencings)
+	m.nodes = register(reg, m.nodes)
+	return m
+}
+
+func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
+	if err := reg.Register(c); err != nil {
+		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+func (m *Metrics) fenced() {
+	if m != nil {
+		m.fencings.Inc()
+	}
+}
+
+func (m *Metrics) nodeFenced() {
+	if m != nil {
+		m.nodes.Inc()
+	}
+}
