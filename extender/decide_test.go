@@ -113,7 +113,7 @@ func TestFilterServer(t *testing.T) {
 		store:  world(sharedVolume("data", claimUID, nil), claim(sysNS, "sw-"+claimUID, "b", "")),
 		passed: allNodes,
 	}, {
-		name: "server pod without claim labels: fail closed",
+		name:  "server pod without claim labels: fail closed",
 		store: bound(nil, nil),
 		pod: func() *corev1.Pod {
 			p := serverPod(claimUID, "data", "")
@@ -328,9 +328,13 @@ func TestScoreServer(t *testing.T) {
 		store: bound([]func(*corev1.PersistentVolume){dataNodes("c1")}, nil, consumersIn("c1")...),
 		want:  map[string]int64{"a1": 3, "a2": 3, "b1": 3, "b2": 3, "c1": 10},
 	}, {
-		name:  "not synced: no preference",
-		store: func() *Store { s := bound([]func(*corev1.PersistentVolume){dataNodes("c1")}, nil); s.SetSynced(false); return s }(),
-		want:  map[string]int64{"a1": 0, "a2": 0, "b1": 0, "b2": 0, "c1": 0},
+		name: "not synced: no preference",
+		store: func() *Store {
+			s := bound([]func(*corev1.PersistentVolume){dataNodes("c1")}, nil)
+			s.SetSynced(false)
+			return s
+		}(),
+		want: map[string]int64{"a1": 0, "a2": 0, "b1": 0, "b2": 0, "c1": 0},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, scores, _ := decide(tc.store, serverPod(claimUID, "data", ""), allNodes)

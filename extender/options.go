@@ -34,6 +34,9 @@ type Options struct {
 	// HTTPAddress, when set, serves plain HTTP there; it must be a loopback address (a
 	// scheduler in the same pod, or tests).
 	HTTPAddress string
+	// HealthAddress, when set, also serves /healthz, /readyz and /metrics as plain HTTP there
+	// (for kubelet probes and scrapers that should not need the extender's certificate).
+	HealthAddress string
 	// Kubeconfig to reach the apiserver; empty means in-cluster.
 	Kubeconfig string
 	// KubeAPIQPS and KubeAPIBurst limit the informers' client (lists on start, then watches).
@@ -87,6 +90,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.SecureServing.AddFlags(fs)
 	_ = fs.MarkHidden("cert-dir")
 	fs.StringVar(&o.HTTPAddress, "http-address", o.HTTPAddress, "serve plain HTTP on this loopback host:port instead of HTTPS (needs --secure-port=0; for a scheduler in the same pod)")
+	fs.StringVar(&o.HealthAddress, "health-address", o.HealthAddress, "also serve /healthz, /readyz and /metrics as plain HTTP on this host:port (e.g. :8081)")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach the apiserver (default: in-cluster)")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "queries per second to the apiserver (informer lists and watches)")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of queries to the apiserver")
@@ -113,6 +117,11 @@ func (o *Options) Validate() error {
 	default:
 		if err := checkLoopback(o.HTTPAddress); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if o.HealthAddress != "" {
+		if _, _, err := net.SplitHostPort(o.HealthAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--health-address %q: %w", o.HealthAddress, err))
 		}
 	}
 	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {

@@ -68,6 +68,14 @@ func Run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	var healthStopped <-chan struct{}
+	if opts.HealthAddress != "" {
+		if _, healthStopped, err = servePlain(ctx, opts.HealthAddress, srv.HealthHandler(), opts.ShutdownTimeout); err != nil {
+			cancel()
+			<-stopped
+			return err
+		}
+	}
 	cacheDone := make(chan error, 1)
 	go func() { cacheDone <- informers.Start(ctx) }()
 	log.Info("serving scheduler extender", "address", addr.String(), "urlPrefix", opts.URLPrefix, "https", opts.HTTPAddress == "")
@@ -94,6 +102,9 @@ func Run(ctx context.Context, opts *Options) error {
 		cancel()
 	}
 	<-stopped
+	if healthStopped != nil {
+		<-healthStopped
+	}
 	log.Info("scheduler extender stopped")
 	return runErr
 }
@@ -182,9 +193,14 @@ func serve(ctx context.Context, opts *Options, h http.Handler) (net.Addr, <-chan
 	if opts.HTTPAddress == "" {
 		return serveTLS(ctx, opts.SecureServing, h, opts.ShutdownTimeout)
 	}
-	ln, err := net.Listen("tcp", opts.HTTPAddress)
+	return servePlain(ctx, opts.HTTPAddress, h, opts.ShutdownTimeout)
+}
+
+// servePlain serves h as plain HTTP on addr until ctx ends.
+func servePlain(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration) (net.Addr, <-chan struct{}, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("listening on %s: %w", opts.HTTPAddress, err)
+		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	stopped := make(chan struct{})
@@ -192,7 +208,7 @@ func serve(ctx context.Context, opts *Options, h http.Handler) (net.Addr, <-chan
 		defer close(stopped)
 		go func() {
 			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opts.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 			defer cancel()
 			_ = hs.Shutdown(sctx)
 		}()

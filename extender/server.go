@@ -37,6 +37,7 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	mux      *http.ServeMux
+	health   *http.ServeMux
 	nodeBufs sync.Pool
 }
 
@@ -55,23 +56,29 @@ func NewServer(ctx context.Context, cfg Config, facts Facts, readyChecks ...heal
 		log:      logf.FromContext(ctx),
 		registry: prometheus.NewRegistry(),
 		mux:      http.NewServeMux(),
+		health:   http.NewServeMux(),
 	}
 	s.metrics = newMetrics(s.registry)
 	s.mux.Handle(strings.TrimSuffix(cfg.URLPrefix, "/")+"/", http.HandlerFunc(s.serveVerb))
-	s.mux.Handle(PathMetrics, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	healthz.InstallHandler(s.mux, healthz.PingHealthz)
 	synced := healthz.NamedCheck("informer-sync", func(*http.Request) error {
 		if !facts.Synced() {
 			return errors.New("informer caches not synced yet")
 		}
 		return nil
 	})
-	healthz.InstallReadyzHandler(s.mux, append([]healthz.HealthChecker{healthz.PingHealthz, synced}, readyChecks...)...)
+	for _, mux := range []*http.ServeMux{s.mux, s.health} {
+		mux.Handle(PathMetrics, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+		healthz.InstallHandler(mux, healthz.PingHealthz)
+		healthz.InstallReadyzHandler(mux, append([]healthz.HealthChecker{healthz.PingHealthz, synced}, readyChecks...)...)
+	}
 	return s, nil
 }
 
 // ServeHTTP serves every path of the extender.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// HealthHandler serves only /healthz, /readyz and /metrics.
+func (s *Server) HealthHandler() http.Handler { return s.health }
 
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
