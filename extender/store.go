@@ -31,17 +31,43 @@ type Store struct {
 	synced    atomic.Bool
 
 	mu      sync.RWMutex
-	nodes   map[string]*NodeInfo
+	// nodes holds, by name, each node's summary and the number of server pods bound to it, so
+	// that a request looks a node up once.
+	nodes   map[string]*nodeEntry
 	claims  map[types.NamespacedName]*corev1.PersistentVolumeClaim
 	pvs     map[string]*Location
 	volumes map[types.NamespacedName]*swv1.SharedVolume
 	pods    map[types.NamespacedName]podEntry
-	// servers counts the server pods bound to each node; serverNode is where each volume's
-	// server pod (by claim UID) is bound.
-	servers    map[string]int32
+	// serverNode is where each volume's server pod (by claim UID) is bound.
 	serverNode map[string]string
 	// consumers: claim -> consumer pod -> node.
 	consumers map[types.NamespacedName]map[types.NamespacedName]string
+
+	// zones caches consumerZone per claim; written under zmu while mu is held for reading,
+	// invalidated under mu's write lock when a claim's consumers or a node's zone change.
+	zmu   sync.Mutex
+	zones map[types.NamespacedName]string
+}
+
+type nodeEntry struct {
+	info    *NodeInfo // nil while only pods name the node
+	servers int32
+}
+
+func (s *Store) entry(name string) *nodeEntry {
+	e := s.nodes[name]
+	if e == nil {
+		e = &nodeEntry{}
+		s.nodes[name] = e
+	}
+	return e
+}
+
+func (s *Store) info(name string) *NodeInfo {
+	if e := s.nodes[name]; e != nil {
+		return e.info
+	}
+	return nil
 }
 
 type podEntry struct {
@@ -57,14 +83,14 @@ func NewStore(zoneLabel string, locators []DataLocator) *Store {
 	return &Store{
 		zoneLabel:  zoneLabel,
 		locators:   locators,
-		nodes:      map[string]*NodeInfo{},
+		nodes:      map[string]*nodeEntry{},
 		claims:     map[types.NamespacedName]*corev1.PersistentVolumeClaim{},
 		pvs:        map[string]*Location{},
 		volumes:    map[types.NamespacedName]*swv1.SharedVolume{},
 		pods:       map[types.NamespacedName]podEntry{},
-		servers:    map[string]int32{},
 		serverNode: map[string]string{},
 		consumers:  map[types.NamespacedName]map[types.NamespacedName]string{},
+		zones:      map[types.NamespacedName]string{},
 	}
 }
 
@@ -78,15 +104,39 @@ func (s *Store) Synced() bool { return s.synced.Load() }
 func (s *Store) UpsertNode(n *corev1.Node) {
 	info := NewNodeInfo(n, s.zoneLabel)
 	s.mu.Lock()
-	s.nodes[n.Name] = info
+	e := s.entry(n.Name)
+	if e.info == nil || e.info.Zone != info.Zone {
+		s.clearZones()
+	}
+	e.info = info
 	s.mu.Unlock()
 }
 
 // DeleteNode forgets a node.
 func (s *Store) DeleteNode(name string) {
 	s.mu.Lock()
-	delete(s.nodes, name)
+	if e := s.nodes[name]; e != nil {
+		e.info = nil
+		if e.servers == 0 {
+			delete(s.nodes, name)
+		}
+	}
+	s.clearZones()
 	s.mu.Unlock()
+}
+
+// clearZones forgets every cached consumer zone; mu is held for writing.
+func (s *Store) clearZones() {
+	s.zmu.Lock()
+	clear(s.zones)
+	s.zmu.Unlock()
+}
+
+// forgetZone forgets claim's cached consumer zone; mu is held for writing.
+func (s *Store) forgetZone(claim types.NamespacedName) {
+	s.zmu.Lock()
+	delete(s.zones, claim)
+	s.zmu.Unlock()
 }
 
 // UpsertClaim records a claim.
@@ -154,7 +204,7 @@ func (s *Store) UpsertPod(p *corev1.Pod) {
 	s.pods[key] = e
 	switch role {
 	case RoleServer:
-		s.servers[e.node]++
+		s.entry(e.node).servers++
 		if e.volumeUID != "" {
 			s.serverNode[e.volumeUID] = e.node
 		}
@@ -166,6 +216,7 @@ func (s *Store) UpsertPod(p *corev1.Pod) {
 				s.consumers[c] = m
 			}
 			m[key] = e.node
+			s.forgetZone(c)
 		}
 	}
 }
@@ -185,8 +236,10 @@ func (s *Store) forgetPod(key types.NamespacedName) {
 	delete(s.pods, key)
 	switch e.role {
 	case RoleServer:
-		if s.servers[e.node]--; s.servers[e.node] <= 0 {
-			delete(s.servers, e.node)
+		if n := s.nodes[e.node]; n != nil {
+			if n.servers--; n.servers <= 0 && n.info == nil {
+				delete(s.nodes, e.node)
+			}
 		}
 		if e.volumeUID != "" && s.serverNode[e.volumeUID] == e.node {
 			delete(s.serverNode, e.volumeUID)
@@ -195,6 +248,7 @@ func (s *Store) forgetPod(key types.NamespacedName) {
 		for _, c := range e.claims {
 			if m := s.consumers[c]; m != nil {
 				delete(m, key)
+				s.forgetZone(c)
 				if len(m) == 0 {
 					delete(s.consumers, c)
 				}
@@ -222,14 +276,19 @@ func (s *Store) Gather(pod *corev1.Pod, role Role, names []string, nodes []*Node
 	st := State{Role: role, Synced: s.Synced(), ServerCounts: counts}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if nodes != nil {
+	if nodes != nil || counts != nil {
 		for i, n := range names {
-			nodes[i] = s.nodes[n]
-		}
-	}
-	if counts != nil {
-		for i, n := range names {
-			counts[i] = s.servers[n]
+			var info *NodeInfo
+			var servers int32
+			if e := s.nodes[n]; e != nil {
+				info, servers = e.info, e.servers
+			}
+			if nodes != nil {
+				nodes[i] = info
+			}
+			if counts != nil {
+				counts[i] = servers
+			}
 		}
 	}
 	switch role {
@@ -326,22 +385,36 @@ func (s *Store) volumeOf(key types.NamespacedName, sv *swv1.SharedVolume) Volume
 	if (v.Phase == swv1.PhaseFailingOver || v.Phase == swv1.PhaseFenced) && sv.Status.LastFailover != nil {
 		v.FailoverFrom = sv.Status.LastFailover.FromNode
 	}
-	if n := s.nodes[v.ServerNode]; n != nil {
+	if n := s.info(v.ServerNode); n != nil {
 		v.ServerZone = n.Zone
 	}
 	return v
 }
 
 // consumerZone is the zone where most of the claim's bound consumers run (ties: the first in
-// name order, so that the answer is stable).
+// name order, so that the answer is stable). It is computed once per change; mu is held.
 func (s *Store) consumerZone(claim types.NamespacedName) string {
+	s.zmu.Lock()
+	z, ok := s.zones[claim]
+	s.zmu.Unlock()
+	if ok {
+		return z
+	}
+	z = s.countConsumerZones(claim)
+	s.zmu.Lock()
+	s.zones[claim] = z
+	s.zmu.Unlock()
+	return z
+}
+
+func (s *Store) countConsumerZones(claim types.NamespacedName) string {
 	var zones [8]struct {
 		zone string
 		n    int
 	}
 	seen := zones[:0]
 	for _, node := range s.consumers[claim] {
-		n := s.nodes[node]
+		n := s.info(node)
 		if n == nil || n.Zone == "" {
 			continue
 		}

@@ -1,0 +1,158 @@
+package extender
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	extenderv1 "k8s.io/kube-scheduler/extender/v1"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+)
+
+var benchSizes = []int{100, 1000, 5000, 15000}
+
+// benchWorld is a cluster of n nodes in 3 zones, 1% of them fenced and 1% NotReady, with n/2
+// NFS servers and 3n consumers already bound, and the benchmarked volume: replicated over three
+// nodes (data-nodes annotation), or zonal (CSI topology) for the "zonal" kind.
+func benchWorld(n int, zonal bool) (*Store, []string) {
+	s := NewStore(corev1.LabelTopologyZone, DefaultLocators())
+	names := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("node-%05d", i)
+		var mods []func(*corev1.Node)
+		switch i % 100 {
+		case 7:
+			mods = append(mods, fencedLabel)
+		case 8:
+			mods = append(mods, notReady)
+		}
+		s.UpsertNode(node(names[i], fmt.Sprintf("zone-%d", i%3), mods...))
+	}
+	for i := range n / 2 {
+		s.UpsertPod(serverPod(fmt.Sprintf("other-%d", i), "other", names[(i*7)%n]))
+	}
+	for i := range 3 * n {
+		s.UpsertPod(consumerPod(fmt.Sprintf("c-%d", i), names[(i*13)%n], "data"))
+	}
+	pvMods := []func(*corev1.PersistentVolume){dataNodes(names[1] + "," + names[n/2] + "," + names[n-1])}
+	if zonal {
+		pvMods = []func(*corev1.PersistentVolume){csi, affinity(corev1.LabelTopologyZone, "zone-1")}
+	}
+	s.UpsertSharedVolume(sharedVolume("data", claimUID, func(st *swv1.SharedVolumeStatus) {
+		st.Server.NodeName = names[n/3]
+		st.FencedNodes = []string{names[2], names[3]}
+	}))
+	s.UpsertClaim(claim(sysNS, "sw-"+claimUID, "b", "backing"))
+	s.UpsertClaim(claim(appNS, "data", claimUID, "pvc-data"))
+	s.UpsertPV(pv("backing", pvMods...))
+	s.SetSynced(true)
+	return s, names
+}
+
+var benchKinds = []struct {
+	name  string
+	zonal bool
+	pod   func() *corev1.Pod
+}{
+	{"server", false, func() *corev1.Pod { return serverPod(claimUID, "data", "") }},
+	{"server-zonal", true, func() *corev1.Pod { return serverPod(claimUID, "data", "") }},
+	{"consumer", false, func() *corev1.Pod { return consumerPod("web", "", "data") }},
+}
+
+// BenchmarkFilterPrioritize is one pod's filter then prioritize, as the handler runs them once
+// the request is decoded: facts gathered from the Store for the request's node names, filter
+// over all of them, prioritize over those that passed. It reports p50 and p99 per pod.
+func BenchmarkFilterPrioritize(b *testing.B) {
+	for _, kind := range benchKinds {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/nodes=%d", kind.name, n), func(b *testing.B) {
+				s, names := benchWorld(n, kind.zonal)
+				pod := kind.pod()
+				role := RoleOf(pod)
+				nodes := make([]*NodeInfo, n)
+				lat := make([]time.Duration, 0, b.N)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t0 := time.Now()
+					st := s.Gather(pod, role, names, nodes, nil)
+					fr := filter(names, nodes, &st)
+					passed := make([]string, len(fr.Passed))
+					for i, p := range fr.Passed {
+						passed[i] = names[p]
+					}
+					var counts []int32
+					if role == RoleServer {
+						counts = make([]int32, len(passed))
+					}
+					st = s.Gather(pod, role, passed, nodes[:len(passed)], counts)
+					scores := score(passed, nodes[:len(passed)], &st, nil)
+					lat = append(lat, time.Since(t0))
+					if len(scores) == 0 {
+						b.Fatal("no node passed")
+					}
+				}
+				reportPercentiles(b, lat)
+			})
+		}
+	}
+}
+
+// BenchmarkHandler is the same through the HTTP handler (no network): decoding the
+// ExtenderArgs, deciding, encoding the answer, for filter then prioritize.
+func BenchmarkHandler(b *testing.B) {
+	for _, kind := range benchKinds {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("%s/nodes=%d", kind.name, n), func(b *testing.B) {
+				s, names := benchWorld(n, kind.zonal)
+				srv, err := NewServer(context.Background(), DefaultConfig(), s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				body, err := json.Marshal(extenderv1.ExtenderArgs{Pod: kind.pod(), NodeNames: &names})
+				if err != nil {
+					b.Fatal(err)
+				}
+				lat := make([]time.Duration, 0, b.N)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					t0 := time.Now()
+					rec := httptest.NewRecorder()
+					srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/scheduler/filter", bytes.NewReader(body)))
+					var fr extenderv1.ExtenderFilterResult
+					if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &fr) != nil || fr.NodeNames == nil {
+						b.Fatalf("filter: %d", rec.Code)
+					}
+					t1 := time.Now()
+					pbody, _ := json.Marshal(extenderv1.ExtenderArgs{Pod: kind.pod(), NodeNames: fr.NodeNames})
+					encode := time.Since(t1) // the scheduler's cost, not the extender's
+					rec = httptest.NewRecorder()
+					srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/scheduler/prioritize", bytes.NewReader(pbody)))
+					if rec.Code != http.StatusOK {
+						b.Fatalf("prioritize: %d", rec.Code)
+					}
+					lat = append(lat, time.Since(t0)-encode)
+				}
+				reportPercentiles(b, lat)
+			})
+		}
+	}
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds()), "p99-µs")
+}
