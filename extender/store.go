@@ -30,7 +30,7 @@ type Store struct {
 	locators  []DataLocator
 	synced    atomic.Bool
 
-	mu      sync.RWMutex
+	mu sync.RWMutex
 	// nodes holds, by name, each node's summary and the number of server pods bound to it, so
 	// that a request looks a node up once.
 	nodes   map[string]*nodeEntry
