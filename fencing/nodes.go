@@ -59,11 +59,18 @@ func ReadySince(node *corev1.Node) (bool, time.Time) {
 	return false, time.Time{}
 }
 
-// Unfenceable tells whether a node has been Ready for at least settle at now.
-func Unfenceable(node *corev1.Node, now time.Time, settle time.Duration) (bool, time.Duration) {
+// Unfenceable tells whether a node fenced at fencedAt has been Ready for at least settle at
+// now, counting from the later of its last Ready transition and the fencing. A node is often
+// still Ready in the API for a while after it died (until the node lifecycle controller's grace
+// period passes), so settle must exceed that grace period: the default 60 s does for the
+// default 40 s.
+func Unfenceable(node *corev1.Node, fencedAt, now time.Time, settle time.Duration) (bool, time.Duration) {
 	ready, since := ReadySince(node)
 	if !ready {
 		return false, 0
+	}
+	if fencedAt.After(since) {
+		since = fencedAt
 	}
 	if wait := settle - now.Sub(since); wait > 0 {
 		return false, wait
@@ -91,7 +98,7 @@ func (n *NodeFencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, n.fenceNode(ctx, node, svs)
 	}
-	ok, wait := Unfenceable(node, n.now(), n.Config.Settle)
+	ok, wait := Unfenceable(node, time.Time{}, n.now(), n.Config.Settle)
 	if !ok {
 		if wait > 0 {
 			return ctrl.Result{RequeueAfter: wait}, nil

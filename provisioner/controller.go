@@ -72,7 +72,7 @@ func NewOptions() Options {
 		ExportPath:            "/export",
 		Workers:               4,
 		FenceMargin:           2 * time.Second,
-		UnfenceSettle:         30 * time.Second,
+		UnfenceSettle:         60 * time.Second,
 		EvictFencedConsumers:  true,
 		KubeAPIQPS:            100,
 		KubeAPIBurst:          200,
@@ -95,7 +95,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.ServerExtraArgs, "server-extra-arg", o.ServerExtraArgs, "extra argument for `sharewarden nfs-server` (repeatable)")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "volumes reconciled in parallel")
 	fs.DurationVar(&o.FenceMargin, "fence-margin", o.FenceMargin, "waited beyond a server lease's duration before its holder is declared stopped and fenced")
-	fs.DurationVar(&o.UnfenceSettle, "unfence-settle", o.UnfenceSettle, "how long a fenced node must be Ready again before it is unfenced")
+	fs.DurationVar(&o.UnfenceSettle, "unfence-settle", o.UnfenceSettle, "how long a fenced node must be Ready again before it is unfenced; must exceed kube-controller-manager's --node-monitor-grace-period, since a dead node stays Ready in the API that long")
 	fs.BoolVar(&o.EvictFencedConsumers, "evict-fenced-consumers", o.EvictFencedConsumers, "force-delete pods mounting ShareWarden volumes on a node fenced as a whole, so their controllers restart them elsewhere")
 	fs.BoolVar(&o.OutOfServiceTaint, "out-of-service-taint", o.OutOfServiceTaint, "also taint nodes fenced as a whole node.kubernetes.io/out-of-service, for Kubernetes' non-graceful node shutdown handling of every pod there")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "steady requests per second to the apiserver (each new volume takes about a dozen)")

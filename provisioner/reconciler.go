@@ -215,7 +215,11 @@ func (r *Reconciler) observeLease(ctx context.Context, vol Volume, prev swv1.Sha
 		} else if err != nil {
 			return fmt.Errorf("getting node %s: %w", name, err)
 		}
-		if ok, _ := fencing.Unfenceable(node, r.now(), r.Config.UnfenceSettle); ok && node.Labels[swv1.LabelNodeFenced] != swv1.FencedTrue {
+		var fencedAt time.Time
+		if f := prev.LastFailover; f != nil && f.FromNode == name && f.FencedTime != nil {
+			fencedAt = f.FencedTime.Time
+		}
+		if ok, _ := fencing.Unfenceable(node, fencedAt, r.now(), r.Config.UnfenceSettle); ok && node.Labels[swv1.LabelNodeFenced] != swv1.FencedTrue {
 			obs.UnfencedNodes = append(obs.UnfencedNodes, name)
 		}
 	}

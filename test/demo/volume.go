@@ -87,7 +87,7 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 			ExtraArgs: []string{"--nfs-minor-versions=0,1,2"},
 			Logf:      func(f string, a ...any) { say("  kubelet: "+f, a...) },
 			// Servers hold their volume's Lease (self-fencing) with the admin identity here.
-			Kubeconfig: func(string) string { return c.Kubeconfig() },
+			Kubeconfig: c.Kubeconfig(),
 		})
 		if err != nil {
 			return err

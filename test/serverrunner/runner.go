@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
@@ -38,10 +40,10 @@ type Config struct {
 	WorkDir string
 	// ExtraArgs are appended to every agent's arguments.
 	ExtraArgs []string
-	// Kubeconfig returns the kubeconfig a server on node uses for its lease (through the
-	// node's own path to the apiserver, so that a test can cut it off). Empty turns
-	// self-fencing off.
-	Kubeconfig func(node string) string
+	// Kubeconfig is the kubeconfig servers use for their lease; each node gets its own copy
+	// pointing at a relay of its own, so that PartitionNode can cut that node's servers off the
+	// apiserver while their NFS ports stay up. Empty turns self-fencing off.
+	Kubeconfig string
 	// Logf, when set, receives one line per server started or stopped.
 	Logf func(format string, args ...any)
 }
@@ -71,10 +73,13 @@ type Runner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	servers map[types.UID]*server
-	names   map[string]types.UID
-	nextIP  int
+	mu          sync.Mutex
+	servers     map[types.UID]*server
+	names       map[string]types.UID
+	nextIP      int
+	proxies     map[string]*proxy
+	kubeconfigs map[string]string
+	partitioned map[string]bool
 }
 
 // Start watches server pods and runs an agent for each one bound to a node.
@@ -85,8 +90,12 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("sharewarden binary: %w", err)
 	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, names: map[string]types.UID{}, nextIP: 10}
+	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, names: map[string]types.UID{}, nextIP: 10,
+		proxies: map[string]*proxy{}, kubeconfigs: map[string]string{}, partitioned: map[string]bool{}}
 	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = swv1.LabelComponent + "=" + swv1.ComponentNFSServer
@@ -105,7 +114,12 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 				obj = d.Obj
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
-				r.stopServer(p.UID)
+				r.mu.Lock()
+				dead := r.partitioned[p.Spec.NodeName]
+				r.mu.Unlock()
+				if !dead {
+					r.stopServer(p.UID)
+				}
 			}
 		},
 	}); err != nil {
@@ -139,14 +153,129 @@ func (r *Runner) Stop() {
 	for uid := range r.servers {
 		uids = append(uids, uid)
 	}
+	proxies := r.proxies
 	r.mu.Unlock()
 	for _, uid := range uids {
 		r.stopServer(uid)
 	}
+	for _, p := range proxies {
+		p.close()
+	}
 	r.wg.Wait()
 }
 
+// PartitionNode cuts node's servers off the apiserver (their NFS ports stay up) and stops
+// acting as its kubelet: pods there are neither started nor stopped, as on a dead node.
+func (r *Runner) PartitionNode(node string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.partitioned[node] = true
+	if p := r.proxies[node]; p != nil {
+		p.setCut(true)
+	}
+}
+
+// HealNode reconnects node and resumes acting as its kubelet; server processes of pods that
+// no longer exist are stopped, as a returning kubelet would.
+func (r *Runner) HealNode(ctx context.Context, node string) error {
+	r.mu.Lock()
+	delete(r.partitioned, node)
+	if p := r.proxies[node]; p != nil {
+		p.setCut(false)
+	}
+	var stale []types.UID
+	for uid, s := range r.servers {
+		if s.ep.Node == node {
+			stale = append(stale, uid)
+		}
+	}
+	r.mu.Unlock()
+	for _, uid := range stale {
+		pods, err := r.cfg.Client.CoreV1().Pods(r.cfg.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("listing pods: %w", err)
+		}
+		alive := false
+		for _, p := range pods.Items {
+			alive = alive || (p.UID == uid && p.DeletionTimestamp == nil)
+		}
+		if !alive {
+			r.stopServer(uid)
+		}
+	}
+	return nil
+}
+
+// Running tells whether the agent of a server pod (by UID) is still a live process.
+func (r *Runner) Running(uid types.UID) bool {
+	r.mu.Lock()
+	s, ok := r.servers[uid]
+	r.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// EndpointByUID is Endpoint for a pod incarnation.
+func (r *Runner) EndpointByUID(uid types.UID) (Endpoint, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.servers[uid]
+	if !ok {
+		return Endpoint{}, false
+	}
+	return s.ep, true
+}
+
+// nodeKubeconfig writes (once) node's copy of the kubeconfig, through the node's relay.
+func (r *Runner) nodeKubeconfig(node string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if kc, ok := r.kubeconfigs[node]; ok {
+		return kc, nil
+	}
+	cfg, err := clientcmd.LoadFromFile(r.cfg.Kubeconfig)
+	if err != nil {
+		return "", fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	var target string
+	for _, cl := range cfg.Clusters {
+		u, err := url.Parse(cl.Server)
+		if err != nil {
+			return "", fmt.Errorf("apiserver URL: %w", err)
+		}
+		target = u.Host
+	}
+	p, err := newProxy(target)
+	if err != nil {
+		return "", err
+	}
+	for _, cl := range cfg.Clusters {
+		cl.Server = "https://" + p.addr()
+	}
+	path := filepath.Join(r.cfg.WorkDir, "kubeconfig-"+node)
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		p.close()
+		return "", fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	r.proxies[node] = p
+	r.kubeconfigs[node] = path
+	return path, nil
+}
+
 func (r *Runner) syncPod(ctx context.Context, p *corev1.Pod) {
+	r.mu.Lock()
+	dead := r.partitioned[p.Spec.NodeName]
+	r.mu.Unlock()
+	if dead {
+		return // a dead node's kubelet neither starts nor stops anything
+	}
 	if p.DeletionTimestamp != nil {
 		r.stopServer(p.UID)
 		return
@@ -212,8 +341,12 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
 		"--http-address=127.0.0.1:" + strconv.Itoa(httpPort),
 		"--ganesha-log=" + filepath.Join(dir, "ganesha.log"),
 	}
-	if r.cfg.Kubeconfig != nil {
-		args = append(args, "--kubeconfig="+r.cfg.Kubeconfig(p.Spec.NodeName))
+	if r.cfg.Kubeconfig != "" {
+		kc, err := r.nodeKubeconfig(p.Spec.NodeName)
+		if err != nil {
+			return err
+		}
+		args = append(args, "--kubeconfig="+kc)
 	} else {
 		args = append(args, "--self-fence=false")
 	}
