@@ -57,14 +57,20 @@ func (r *FilterResult) reject(name string, why reason, msg string, resolvable bo
 }
 
 // filter decides which nodes the pod may run on. names are the request's node names and
-// nodes[i] what is known of names[i] (nil when unknown).
+// nodes[i] what is known of names[i] (nil when unknown). The result reuses buf's slice and maps
+// (emptied first), so that a caller pooling them allocates nothing per request.
 //
 // Servers fail closed: until the caches have synced and every object the decision needs is
 // known, no node passes (a server on a fenced node, or away from its data, is what fencing
 // exists to prevent). Consumers fail open: they are kept off nodes known to be fenced, and
 // otherwise left to the scheduler (a consumer in the wrong zone is slower, not unsafe).
-func filter(names []string, nodes []*NodeInfo, st *State) FilterResult {
-	r := FilterResult{}
+func filter(names []string, nodes []*NodeInfo, st *State, buf FilterResult) FilterResult {
+	clear(buf.Failed)
+	clear(buf.Unresolvable)
+	r := FilterResult{Passed: buf.Passed[:0], Failed: buf.Failed, Unresolvable: buf.Unresolvable}
+	if cap(r.Passed) < len(names) {
+		r.Passed = make([]int, 0, len(names))
+	}
 	switch st.Role {
 	case RoleServer:
 		if !st.Synced || st.Missing != "" {
@@ -72,13 +78,14 @@ func filter(names []string, nodes []*NodeInfo, st *State) FilterResult {
 			if st.Synced {
 				why, msg = rMissing, "sharewarden: "+st.Missing
 			}
-			r.Failed = make(extenderv1.FailedNodesMap, len(names))
+			if r.Failed == nil {
+				r.Failed = make(extenderv1.FailedNodesMap, len(names))
+			}
 			for _, name := range names {
 				r.reject(name, why, msg, true)
 			}
 			return r
 		}
-		r.Passed = make([]int, 0, len(names))
 	nodes:
 		for i, name := range names {
 			n := nodes[i]
@@ -107,7 +114,6 @@ func filter(names []string, nodes []*NodeInfo, st *State) FilterResult {
 			r.Passed = append(r.Passed, i)
 		}
 	case RoleConsumer:
-		r.Passed = make([]int, 0, len(names))
 	consumers:
 		for i, name := range names {
 			if !st.Synced {
@@ -132,9 +138,8 @@ func filter(names []string, nodes []*NodeInfo, st *State) FilterResult {
 			r.Passed = append(r.Passed, i)
 		}
 	default:
-		r.Passed = make([]int, len(names))
 		for i := range names {
-			r.Passed[i] = i
+			r.Passed = append(r.Passed, i)
 		}
 	}
 	return r
@@ -159,12 +164,16 @@ type Breakdown struct {
 	ServerAffinity             int64 // consumers
 }
 
-// score ranks the nodes for the pod, each within 0..MaxExtenderPriority. explain, when non-nil
-// and as long as nodes, receives each node's breakdown.
-func score(names []string, nodes []*NodeInfo, st *State, explain []Breakdown) extenderv1.HostPriorityList {
-	out := make(extenderv1.HostPriorityList, len(names))
-	for i, name := range names {
-		out[i].Host = name
+// score ranks the nodes for the pod, each within 0..MaxExtenderPriority, into buf's storage
+// (grown when too small). explain, when non-nil and as long as nodes, receives each node's
+// breakdown.
+func score(names []string, nodes []*NodeInfo, st *State, buf extenderv1.HostPriorityList, explain []Breakdown) extenderv1.HostPriorityList {
+	out := buf[:0]
+	if cap(out) < len(names) {
+		out = make(extenderv1.HostPriorityList, 0, len(names))
+	}
+	for _, name := range names {
+		out = append(out, extenderv1.HostPriority{Host: name})
 	}
 	if !st.Synced || (st.Role == RoleServer && st.Missing != "") {
 		return out

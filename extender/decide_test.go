@@ -18,9 +18,9 @@ func decide(s *Store, pod *corev1.Pod, names []string) (FilterResult, extenderv1
 	nodes := make([]*NodeInfo, len(names))
 	counts := make([]int32, len(names))
 	st := s.Gather(pod, role, names, nodes, counts)
-	fr := filter(names, nodes, &st)
+	fr := filter(names, nodes, &st, FilterResult{})
 	explain := make([]Breakdown, len(names))
-	return fr, score(names, nodes, &st, explain), explain
+	return fr, score(names, nodes, &st, nil, explain), explain
 }
 
 func passedNames(names []string, r FilterResult) []string {

@@ -38,7 +38,8 @@ type Server struct {
 	metrics  *metrics
 	mux      *http.ServeMux
 	health   *http.ServeMux
-	nodeBufs sync.Pool
+	// scratchPool holds *scratch.
+	scratchPool sync.Pool
 }
 
 // NewServer builds the handler. facts answers the lookups (a *Store fed by informers);
@@ -105,14 +106,15 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	role := RoleOf(args.Pod)
-	var out any
+	sc := s.scratch()
+	defer s.release(sc)
 	if verb == VerbFilter {
-		out = s.filter(r.Context(), args, role)
+		s.filter(r.Context(), args, role, sc)
 	} else {
-		out = s.prioritize(r.Context(), args, role)
+		s.prioritize(r.Context(), args, role, sc)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if err := json.NewEncoder(w).Encode(out); err != nil {
+	if _, err := w.Write(sc.out); err != nil {
 		s.log.V(1).Info("writing extender answer failed", "verb", verb, "error", err)
 	}
 	kind := role.String()
@@ -121,22 +123,42 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 }
 
 // DecodeArgs reads one ExtenderArgs: a pod and either node names or nodes, and nothing after.
+// Node names, up to one per node of the cluster, are sliced out of one string rather than
+// allocated one by one.
 func DecodeArgs(r io.Reader) (*extenderv1.ExtenderArgs, error) {
 	dec := json.NewDecoder(r)
-	var args extenderv1.ExtenderArgs
-	if err := dec.Decode(&args); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, fmt.Errorf("body larger than %d bytes (--max-request-bytes)", tooBig.Limit)
+	// The fields of extenderv1.ExtenderArgs, NodeNames left raw.
+	var in struct {
+		Pod       *corev1.Pod
+		Nodes     *corev1.NodeList
+		NodeNames json.RawMessage
+	}
+	tooBig := func(err error) error {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return fmt.Errorf("body larger than %d bytes (--max-request-bytes)", mb.Limit)
+		}
+		return nil
+	}
+	if err := dec.Decode(&in); err != nil {
+		if e := tooBig(err); e != nil {
+			return nil, e
 		}
 		return nil, fmt.Errorf("decoding JSON: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, fmt.Errorf("body larger than %d bytes (--max-request-bytes)", tooBig.Limit)
+		if e := tooBig(err); e != nil {
+			return nil, e
 		}
 		return nil, errors.New("trailing data after the ExtenderArgs object")
+	}
+	args := &extenderv1.ExtenderArgs{Pod: in.Pod, Nodes: in.Nodes}
+	if len(in.NodeNames) > 0 && string(in.NodeNames) != "null" {
+		names, err := decodeNames(in.NodeNames)
+		if err != nil {
+			return nil, fmt.Errorf("decoding NodeNames: %w", err)
+		}
+		args.NodeNames = &names
 	}
 	if args.Pod == nil {
 		return nil, errors.New("no pod")
@@ -144,77 +166,141 @@ func DecodeArgs(r io.Reader) (*extenderv1.ExtenderArgs, error) {
 	if args.NodeNames == nil && args.Nodes == nil {
 		return nil, errors.New("neither nodenames nor nodes")
 	}
-	return &args, nil
+	return args, nil
 }
 
-// request is one request's nodes, in the form they came in.
-type request struct {
-	names []string
-	nodes []*NodeInfo
-	buf   *[]*NodeInfo
+// decodeNames decodes a JSON array of strings. Names without escapes (all real node names) are
+// substrings of one copy of raw; anything else goes through encoding/json.
+func decodeNames(raw json.RawMessage) ([]string, error) {
+	all := string(raw)
+	names := make([]string, 0, strings.Count(all, ",")+1)
+	i := skipSpace(all, 0)
+	if i >= len(all) || all[i] != '[' {
+		return slowNames(raw)
+	}
+	i = skipSpace(all, i+1)
+	if i < len(all) && all[i] == ']' {
+		return names, nil
+	}
+	for {
+		if i >= len(all) || all[i] != '"' {
+			return slowNames(raw)
+		}
+		end := strings.IndexAny(all[i+1:], "\\\"")
+		if end < 0 || all[i+1+end] != '"' {
+			return slowNames(raw) // an escape: let encoding/json unquote
+		}
+		names = append(names, all[i+1:i+1+end])
+		i = skipSpace(all, i+2+end)
+		if i < len(all) && all[i] == ',' {
+			i = skipSpace(all, i+1)
+			continue
+		}
+		if i < len(all) && all[i] == ']' {
+			return names, nil
+		}
+		return slowNames(raw)
+	}
 }
 
-// nodesOf reads the request's nodes: names from NodeNames (looked up in the cache by Gather) or
-// from full Node objects (summarised here, not looked up).
-func (s *Server) nodesOf(args *extenderv1.ExtenderArgs) request {
+func slowNames(raw json.RawMessage) ([]string, error) {
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil {
+		return nil, err
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scratch holds one request's working memory; the server pools it so that a request allocates
+// next to nothing beyond decoding.
+type scratch struct {
+	names  []string
+	nodes  []*NodeInfo
+	counts []int32
+	passed []string
+	filter FilterResult
+	scores extenderv1.HostPriorityList
+	out    []byte
+}
+
+func (s *Server) scratch() *scratch {
+	if sc, ok := s.scratchPool.Get().(*scratch); ok {
+		return sc
+	}
+	return &scratch{}
+}
+
+func (s *Server) release(sc *scratch) {
+	clear(sc.nodes)
+	sc.names = nil
+	clear(sc.passed)
+	sc.passed = sc.passed[:0]
+	s.scratchPool.Put(sc)
+}
+
+// nodesOf reads the request's nodes into sc: names from NodeNames (looked up in the cache by
+// Gather) or from full Node objects (summarised here, not looked up). It tells whether the
+// nodes still need a lookup.
+func (s *Server) nodesOf(args *extenderv1.ExtenderArgs, sc *scratch) (lookup bool) {
+	n := nodeCount(args)
+	if cap(sc.nodes) < n {
+		sc.nodes = make([]*NodeInfo, n)
+	}
+	sc.nodes = sc.nodes[:n]
 	if args.NodeNames != nil {
-		names := *args.NodeNames
-		buf, _ := s.nodeBufs.Get().(*[]*NodeInfo)
-		if buf == nil {
-			buf = new([]*NodeInfo)
-		}
-		if cap(*buf) < len(names) {
-			*buf = make([]*NodeInfo, len(names))
-		}
-		return request{names: names, nodes: (*buf)[:len(names)], buf: buf}
+		sc.names = *args.NodeNames
+		return true
 	}
 	items := args.Nodes.Items
-	req := request{names: make([]string, len(items)), nodes: make([]*NodeInfo, len(items))}
+	sc.names = make([]string, len(items))
 	for i := range items {
-		req.names[i] = items[i].Name
-		req.nodes[i] = NewNodeInfo(&items[i], s.cfg.ZoneLabel)
+		sc.names[i] = items[i].Name
+		sc.nodes[i] = NewNodeInfo(&items[i], s.cfg.ZoneLabel)
 	}
-	return req
+	return false
 }
 
-func (s *Server) release(req request) {
-	if req.buf != nil {
-		clear(req.nodes)
-		s.nodeBufs.Put(req.buf)
+func (s *Server) gather(args *extenderv1.ExtenderArgs, role Role, sc *scratch, lookup bool, counts []int32) State {
+	nodes := sc.nodes
+	if !lookup {
+		nodes = nil // full Node objects: already summarised
 	}
+	return s.facts.Gather(args.Pod, role, sc.names, nodes, counts)
 }
 
-func (s *Server) gather(args *extenderv1.ExtenderArgs, role Role, req request, counts []int32) State {
-	lookup := req.nodes
-	if args.NodeNames == nil {
-		lookup = nil // full Node objects: already summarised
-	}
-	return s.facts.Gather(args.Pod, role, req.names, lookup, counts)
-}
-
-func (s *Server) filter(ctx context.Context, args *extenderv1.ExtenderArgs, role Role) *extenderv1.ExtenderFilterResult {
+// filter answers the filter verb into sc.out.
+func (s *Server) filter(ctx context.Context, args *extenderv1.ExtenderArgs, role Role, sc *scratch) {
 	s.metrics.nodes.WithLabelValues(VerbFilter).Observe(float64(nodeCount(args)))
 	if role == RoleOther {
-		return &extenderv1.ExtenderFilterResult{Nodes: args.Nodes, NodeNames: args.NodeNames}
+		sc.out = appendFilterResult(sc.out[:0], args.Nodes, args.NodeNames, nil, nil)
+		return
 	}
-	req := s.nodesOf(args)
-	defer s.release(req)
-	st := s.gather(args, role, req, nil)
-	res := filter(req.names, req.nodes, &st)
+	lookup := s.nodesOf(args, sc)
+	st := s.gather(args, role, sc, lookup, nil)
+	res := filter(sc.names, sc.nodes, &st, sc.filter)
+	sc.filter = res
 
-	out := &extenderv1.ExtenderFilterResult{FailedNodes: res.Failed, FailedAndUnresolvableNodes: res.Unresolvable}
 	if args.NodeNames != nil {
-		names := make([]string, len(res.Passed))
-		for i, p := range res.Passed {
-			names[i] = req.names[p]
+		for _, p := range res.Passed {
+			sc.passed = append(sc.passed, sc.names[p])
 		}
-		out.NodeNames = &names
+		sc.out = appendFilterResult(sc.out[:0], nil, &sc.passed, res.Failed, res.Unresolvable)
 	} else {
 		list := &corev1.NodeList{Items: make([]corev1.Node, len(res.Passed))}
 		for i, p := range res.Passed {
 			list.Items[i] = args.Nodes.Items[p]
 		}
-		out.Nodes = list
+		sc.out = appendFilterResult(sc.out[:0], list, nil, res.Failed, res.Unresolvable)
 	}
 	kind := role.String()
 	for why, n := range res.Filtered {
@@ -223,44 +309,41 @@ func (s *Server) filter(ctx context.Context, args *extenderv1.ExtenderArgs, role
 		}
 	}
 	if log := logf.FromContext(ctx, "pod", klog.KObj(args.Pod)).V(1); log.Enabled() {
-		log.Info("filtered nodes", "role", kind, "nodes", len(req.names), "passed", len(res.Passed),
+		log.Info("filtered nodes", "role", kind, "nodes", len(sc.names), "passed", len(res.Passed),
 			"failed", len(res.Failed), "unresolvable", len(res.Unresolvable), "synced", st.Synced, "missing", st.Missing)
 	}
-	return out
 }
 
-func (s *Server) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, role Role) *extenderv1.HostPriorityList {
+// prioritize answers the prioritize verb into sc.out.
+func (s *Server) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, role Role, sc *scratch) {
 	s.metrics.nodes.WithLabelValues(VerbPrioritize).Observe(float64(nodeCount(args)))
+	lookup := s.nodesOf(args, sc)
 	if role == RoleOther {
-		out := make(extenderv1.HostPriorityList, 0, nodeCount(args))
-		if args.NodeNames != nil {
-			for _, n := range *args.NodeNames {
-				out = append(out, extenderv1.HostPriority{Host: n})
-			}
-		} else {
-			for i := range args.Nodes.Items {
-				out = append(out, extenderv1.HostPriority{Host: args.Nodes.Items[i].Name})
-			}
+		sc.scores = sc.scores[:0]
+		for _, n := range sc.names {
+			sc.scores = append(sc.scores, extenderv1.HostPriority{Host: n})
 		}
-		return &out
+		sc.out = appendPriorities(sc.out[:0], sc.scores)
+		return
 	}
-	req := s.nodesOf(args)
-	defer s.release(req)
 	var counts []int32
 	if role == RoleServer {
-		counts = make([]int32, len(req.names))
+		if cap(sc.counts) < len(sc.names) {
+			sc.counts = make([]int32, len(sc.names))
+		}
+		counts = sc.counts[:len(sc.names)]
 	}
-	st := s.gather(args, role, req, counts)
+	st := s.gather(args, role, sc, lookup, counts)
 	log := logf.FromContext(ctx, "pod", klog.KObj(args.Pod)).V(1)
 	var explain []Breakdown
 	if log.Enabled() {
-		explain = make([]Breakdown, len(req.names))
+		explain = make([]Breakdown, len(sc.names))
 	}
-	out := score(req.names, req.nodes, &st, explain)
+	sc.scores = score(sc.names, sc.nodes, &st, sc.scores, explain)
 	if explain != nil {
-		s.explain(log, role, out, explain, &st)
+		s.explain(log, role, sc.scores, explain, &st)
 	}
-	return &out
+	sc.out = appendPriorities(sc.out[:0], sc.scores)
 }
 
 // explain logs, at V(1), the best nodes' scores with their parts; at V(2) every node's.
