@@ -61,9 +61,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s.%s.svc" (include "sharewarden.componentName" (dict "ctx" . "component" "webhook")) .Release.Namespace -}}
 {{- end -}}
 
-{{/* The extender's in-cluster URL, as the scheduler calls it. */}}
+{{/* The extender's serving certificate Secret, DNS name, and URL as the scheduler calls it. */}}
+{{- define "sharewarden.extenderSecret" -}}
+{{- printf "%s-tls" (include "sharewarden.componentName" (dict "ctx" . "component" "extender")) -}}
+{{- end -}}
+{{- define "sharewarden.extenderDNS" -}}
+{{- printf "%s.%s.svc" (include "sharewarden.componentName" (dict "ctx" . "component" "extender")) .Release.Namespace -}}
+{{- end -}}
 {{- define "sharewarden.extenderURL" -}}
-{{- printf "http://%s.%s.svc:%d" (include "sharewarden.componentName" (dict "ctx" . "component" "extender")) .Release.Namespace (int .Values.extender.port) -}}
+{{- printf "https://%s:%d%s" (include "sharewarden.extenderDNS" .) (int .Values.extender.port) .Values.extender.urlPrefix -}}
 {{- end -}}
 
 {{/*

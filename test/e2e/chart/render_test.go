@@ -150,6 +150,10 @@ func TestTemplateVariants(t *testing.T) {
 			t.Errorf("managed class %+v", sc)
 		}
 		secret := convert[corev1.Secret](t, mustFind(t, objs, "Secret", "sharewarden-webhook-tls"))
+		ext := convert[corev1.Secret](t, mustFind(t, objs, "Secret", "sharewarden-extender-tls"))
+		if string(ext.Data["ca.crt"]) != string(secret.Data["ca.crt"]) || string(ext.Data["tls.crt"]) == string(secret.Data["tls.crt"]) {
+			t.Error("webhook and extender certificates must be distinct and signed by one CA")
+		}
 		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
 		for _, w := range mwc.Webhooks {
 			if string(w.ClientConfig.CABundle) != string(secret.Data["ca.crt"]) || len(w.ClientConfig.CABundle) == 0 {
@@ -173,10 +177,24 @@ func TestTemplateVariants(t *testing.T) {
 		if !hasArg(containerArgs(t, objs, "sharewarden-webhook"), "--scheduler-name=sharewarden-scheduler") {
 			t.Error("webhook does not hand pods to the second scheduler")
 		}
-		conf := schedulerConfigFrom(t, objs)
-		if conf.Profiles[0].SchedulerName != "sharewarden-scheduler" || len(conf.Extenders) != 1 ||
-			conf.Extenders[0].URLPrefix != "http://sharewarden-extender."+releaseNamespace+".svc:8000/sharewarden" || !conf.Extenders[0].Ignorable {
-			t.Errorf("scheduler config %+v", conf)
+		// The configuration is deploy/scheduler's second scheduler, as shipped.
+		cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
+		var got, want map[string]any
+		if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {
+			t.Fatalf("scheduler config: %v", err)
+		}
+		shipped, err := os.ReadFile(filepath.Join(root, "deploy", "scheduler", "second-scheduler-config.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(shipped, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("second scheduler config differs from deploy/scheduler/second-scheduler-config.yaml:\nchart:   %s\nshipped: %s", mustJSON(t, got), mustJSON(t, want))
+		}
+		if !hasVolumeFromSecret(d, "sharewarden-extender-tls") {
+			t.Error("the scheduler does not mount the extender's CA")
 		}
 		for _, r := range []string{"system:kube-scheduler", "system:volume-scheduler"} {
 			found := false
@@ -198,8 +216,9 @@ func TestTemplateVariants(t *testing.T) {
 		if k, _, _ := unstructured.NestedString(cert.Object, "spec", "issuerRef", "kind"); k != "ClusterIssuer" {
 			t.Errorf("issuer kind %q", k)
 		}
-		if find(objs, "Secret", "sharewarden-webhook-tls") != nil || find(objs, "Issuer", "sharewarden-webhook-ca") != nil {
-			t.Error("with cert-manager and an issuer, the chart must not make its own Secret or CA")
+		mustFind(t, objs, "Certificate", "sharewarden-extender")
+		if find(objs, "Secret", "sharewarden-webhook-tls") != nil || find(objs, "Secret", "sharewarden-extender-tls") != nil || find(objs, "Issuer", "sharewarden-ca") != nil {
+			t.Error("with cert-manager and an issuer, the chart must not make its own Secrets or CA")
 		}
 		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
 		if mwc.Annotations["cert-manager.io/inject-ca-from"] != releaseNamespace+"/sharewarden-webhook" {
@@ -212,8 +231,8 @@ func TestTemplateVariants(t *testing.T) {
 		}
 		// Without an issuer the chart bootstraps its own CA through cert-manager.
 		own := render(t, "--set", "certManager.enabled=true")
-		mustFind(t, own, "Issuer", "sharewarden-webhook-selfsigned")
-		mustFind(t, own, "Issuer", "sharewarden-webhook-ca")
+		mustFind(t, own, "Issuer", "sharewarden-selfsigned")
+		mustFind(t, own, "Issuer", "sharewarden-ca")
 	})
 	t.Run("custom resources", func(t *testing.T) {
 		objs := render(t, "-f", ciValues("resources-values.yaml"))
@@ -249,34 +268,13 @@ func TestTemplateVariants(t *testing.T) {
 	})
 }
 
-type schedulerConf struct {
-	Profiles []struct {
-		SchedulerName string `json:"schedulerName"`
-	} `json:"profiles"`
-	Extenders []struct {
-		URLPrefix        string `json:"urlPrefix"`
-		Ignorable        bool   `json:"ignorable"`
-		ManagedResources []struct {
-			Name               string `json:"name"`
-			IgnoredByScheduler bool   `json:"ignoredByScheduler"`
-		} `json:"managedResources"`
-	} `json:"extenders"`
-}
-
-func schedulerConfigFrom(t *testing.T, objs []*unstructured.Unstructured) schedulerConf {
-	t.Helper()
-	cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
-	var conf schedulerConf
-	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &map[string]any{}); err != nil {
-		t.Fatalf("scheduler config is not YAML: %v", err)
+func hasVolumeFromSecret(d *appsv1.Deployment, secret string) bool {
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == secret {
+			return true
+		}
 	}
-	if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &conf); err != nil {
-		t.Fatal(err)
-	}
-	if len(conf.Profiles) == 0 {
-		t.Fatalf("scheduler config has no profile:\n%s", cm.Data["config.yaml"])
-	}
-	return conf
+	return false
 }
 
 // TestWebhookConfigurationMatchesWebhookrun: the chart's MutatingWebhookConfiguration has the
@@ -331,7 +329,7 @@ func TestBadValues(t *testing.T) {
 		{"wrong type", "controller:\n  replicas: two\n", []string{"/controller/replicas", "want integer"}},
 		{"wrong type in a list", "imagePullSecrets: [1]\n", []string{"/imagePullSecrets/0", "want string"}},
 		{"unknown top-level key", "contoller:\n  replicas: 1\n", []string{"additional properties 'contoller' not allowed"}},
-		{"unknown nested key", "webhook:\n  tls:\n    certFile: x\n", []string{"/webhook/tls", "additional properties 'certFile' not allowed"}},
+		{"unknown nested key", "tls:\n  certFile: x\n", []string{"at '/tls'", "additional properties 'certFile' not allowed"}},
 		{"bad enum", "webhook:\n  failurePolicy: Retry\n", []string{"/webhook/failurePolicy"}},
 		{"bad quantity", "storageClass:\n  server:\n    memory: lots\n", []string{"/storageClass/server/memory"}},
 		{"health port on NFS port", "nfsServer:\n  healthPort: 2049\n", []string{"/nfsServer/healthPort"}},
@@ -340,6 +338,7 @@ func TestBadValues(t *testing.T) {
 		{"issuer without cert-manager", "certManager:\n  issuerRef:\n    name: ca\n", []string{"certManager.issuerRef.name", "certManager.enabled is false"}},
 		{"managed class backs itself", "storageClass:\n  backingStorageClass: sharewarden-nfs\n", []string{"the managed class itself"}},
 		{"budget blocks drains", "webhook:\n  podDisruptionBudget:\n    minAvailable: 2\n", []string{"webhook.podDisruptionBudget.minAvailable (2) must be below webhook.replicas (2)"}},
+		{"backing objects in tenant namespaces", "controller:\n  backingInClaimNamespace: true\n", []string{"controller.backingInClaimNamespace is true", "leave it false"}},
 		{"scheduler named default", "scheduler:\n  enabled: true\n  name: default-scheduler\n", []string{"must not take the default scheduler's name"}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -1,9 +1,9 @@
 {{/*
-ShareWarden's part of a KubeSchedulerConfiguration: the extender, called only for pods carrying
-the webhook's markers (extended resources the scheduler itself ignores), and ignorable, so an
-extender outage never blocks scheduling. Shared by the second scheduler's ConfigMap and the
-snippet in docs/chart.md (keep them in step). The URL is a parameter so tests can point it at a
-local extender.
+ShareWarden's extender entry of a KubeSchedulerConfiguration, as deploy/scheduler/ ships it:
+called only for pods carrying the webhook's markers (extended resources the scheduler itself
+ignores), over HTTPS with the chart's CA, and ignorable, so an extender outage never blocks
+scheduling. (dict "url" <urlPrefix> "caFile" <path>); test/e2e/chart checks the rendered second
+scheduler's configuration against deploy/scheduler/second-scheduler-config.yaml.
 */}}
 {{- define "sharewarden.schedulerExtenders" -}}
 extenders:
@@ -14,6 +14,9 @@ extenders:
     nodeCacheCapable: true
     httpTimeout: 2s
     ignorable: true
+    enableHTTPS: true
+    tlsConfig:
+      caFile: {{ .caFile }}
     managedResources:
       - name: sharewarden.io/rwx-consumer
         ignoredByScheduler: true
