@@ -7,9 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,7 +56,7 @@ func nfsLs(ep serverrunner.Endpoint) ([]string, error) {
 	return names, nil
 }
 
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
+func waitFor(t testing.TB, ctx context.Context, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -77,45 +75,53 @@ type accepted struct {
 	sent, done time.Time
 }
 
-// TestPartitionFailover cuts the server's node off the apiserver while its NFS port stays up,
-// then stops the node's heartbeats: the cut-off server stops serving by itself, the
-// replacement serves only after that, every acknowledged record survives, the Service IP stays,
-// the node is fenced, and when it comes back it is unfenced and its stale server never serves.
-func TestPartitionFailover(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	scheme, _ := provisioner.Scheme()
-	c, err := client.New(plane.RESTConfig(), client.Options{Scheme: scheme})
+// volume is one RWX volume served by real agents under a controller and a kubelet stand-in.
+type volume struct {
+	c      client.Client
+	runner *serverrunner.Runner
+	claim  *corev1.PersistentVolumeClaim
+	sv     *swv1.SharedVolume
+	podKey client.ObjectKey
+	first  *corev1.Pod
+	ep     serverrunner.Endpoint
+}
+
+// newVolume starts a controller and the server runner, provisions an RWX claim in ns and
+// waits until its first server serves. agentArgs tune the servers (NFS lease and grace).
+func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string) *volume {
+	t.Helper()
+	scheme, err := provisioner.Scheme()
 	if err != nil {
+		t.Fatal(err)
+	}
+	v := &volume{}
+	if v.c, err = client.New(plane.RESTConfig(), client.Options{Scheme: scheme}); err != nil {
 		t.Fatal(err)
 	}
 	opts := fixture.ControllerOptions(plane)
 	opts.LeaderElect = false
 	opts.UnfenceSettle = 30 * time.Second // the plane's node-monitor-grace-period is 20s
 	ctl := fixture.StartController(ctx, opts)
-	defer func() {
+	t.Cleanup(func() {
 		if err := ctl.Stop(); err != nil {
 			t.Errorf("controller: %v", err)
 		}
-	}()
-	work := t.TempDir()
-	runner, err := serverrunner.Start(ctx, serverrunner.Config{
-		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: work,
+	})
+	v.runner, err = serverrunner.Start(ctx, serverrunner.Config{
+		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: t.TempDir(),
 		Kubeconfig: plane.Kubeconfig(),
-		// libnfs speaks NFSv4.0; a short NFS grace keeps the test brisk (defaults: 10s/15s).
-		ExtraArgs: []string{"--nfs-minor-versions=0,1,2", "--lease=5s", "--grace=5s"},
+		// libnfs, the test's NFS client, speaks NFSv4.0 only.
+		ExtraArgs: append([]string{"--nfs-minor-versions=0,1,2"}, agentArgs...),
 		Logf:      t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer runner.Stop()
-
-	const ns = "fence"
+	t.Cleanup(v.runner.Stop)
 	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
 		t.Fatal(err)
 	}
-	claim := &corev1.PersistentVolumeClaim{
+	v.claim = &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shared"},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
@@ -123,217 +129,114 @@ func TestPartitionFailover(t *testing.T) {
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
 	}
-	if err := c.Create(ctx, claim); err != nil {
+	if err := v.c.Create(ctx, v.claim); err != nil {
 		t.Fatal(err)
 	}
-	sv := &swv1.SharedVolume{}
-	waitFor(t, ctx, 90*time.Second, "volume Ready", func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
-			return err
+	t.Cleanup(func() { // the volume goes with its test, so later tests' runners leave it alone
+		ctx := context.Background()
+		if err := v.c.Delete(ctx, v.claim); err != nil {
+			t.Errorf("deleting claim: %v", err)
+			return
 		}
-		if sv.Status.Phase != swv1.PhaseReady {
-			return fmt.Errorf("phase %s", sv.Status.Phase)
-		}
-		return nil
+		waitFor(t, ctx, 60*time.Second, "volume removed", func() error {
+			if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), &swv1.SharedVolume{}); err == nil {
+				return fmt.Errorf("SharedVolume still there")
+			}
+			return nil
+		})
 	})
-	serviceIP := sv.Status.ServiceIP
-	old := &corev1.Pod{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: sv.Status.Server.Pod.Name}, old); err != nil {
+	v.sv = v.waitReady(t, ctx, 0)
+	v.podKey = client.ObjectKey{Namespace: fixture.SystemNamespace, Name: v.sv.Status.Server.Pod.Name}
+	v.first = &corev1.Pod{}
+	if err := v.c.Get(ctx, v.podKey, v.first); err != nil {
 		t.Fatal(err)
 	}
-	deadNode := old.Spec.NodeName
-	var ep1 serverrunner.Endpoint
 	waitFor(t, ctx, 30*time.Second, "first server running", func() error {
 		var ok bool
-		if ep1, ok = runner.EndpointByUID(old.UID); !ok {
+		if v.ep, ok = v.runner.EndpointByUID(v.first.UID); !ok {
 			return fmt.Errorf("no agent yet")
 		}
 		return nil
 	})
+	return v
+}
 
-	// A writer appends numbered records to whichever server serves, each counted only once
-	// acknowledged; a prober writes to every server it knows and records what each accepted.
-	src := t.TempDir()
-	var (
-		mu      sync.Mutex
-		acked   []string
-		writes  []accepted
-		current = ep1
-		curUID  = old.UID
-		servers = map[types.UID]serverrunner.Endpoint{old.UID: ep1}
-	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // writer
-		defer wg.Done()
-		for i := 0; ; {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			mu.Lock()
-			ep := current
-			mu.Unlock()
-			name := fmt.Sprintf("rec-%04d", i)
-			if err := nfsPut(ep, src, name, name+"\n"); err == nil {
-				mu.Lock()
-				acked = append(acked, name)
-				mu.Unlock()
-				i++
-			} else {
-				time.Sleep(200 * time.Millisecond)
-			}
-		}
-	}()
-	go func() { // prober
-		defer wg.Done()
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(150 * time.Millisecond):
-			}
-			mu.Lock()
-			eps := make(map[types.UID]serverrunner.Endpoint, len(servers))
-			for k, v := range servers {
-				eps[k] = v
-			}
-			mu.Unlock()
-			for uid, ep := range eps {
-				sent := time.Now()
-				if err := nfsPut(ep, src, fmt.Sprintf("probe-%s-%d", uid[:8], n), "p\n"); err == nil {
-					mu.Lock()
-					writes = append(writes, accepted{server: uid, sent: sent, done: time.Now()})
-					mu.Unlock()
-				}
-			}
-		}
-	}()
-	waitFor(t, ctx, 60*time.Second, "records written before the failure", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(acked) < 5 {
-			return fmt.Errorf("%d records", len(acked))
-		}
-		return nil
-	})
-
-	// The node dies: its servers lose the apiserver (NFS port still up), its kubelet stops.
-	t0 := time.Now()
-	runner.PartitionNode(deadNode)
-	if err := plane.FailNode(deadNode); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("node %s failed at %s", deadNode, t0.Format(time.RFC3339Nano))
-
-	var replacement *corev1.Pod
-	waitFor(t, ctx, 90*time.Second, "replacement server running elsewhere", func() error {
-		p := &corev1.Pod{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(old), p); err != nil {
+// waitReady waits until the SharedVolume is Ready after failovers failovers.
+func (v *volume) waitReady(t testing.TB, ctx context.Context, failovers int32) *swv1.SharedVolume {
+	t.Helper()
+	sv := &swv1.SharedVolume{}
+	waitFor(t, ctx, 90*time.Second, fmt.Sprintf("volume Ready after %d failovers", failovers), func() error {
+		if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err != nil {
 			return err
 		}
-		if p.UID == old.UID || p.Spec.NodeName == "" {
-			return fmt.Errorf("no replacement yet")
+		if sv.Status.Phase != swv1.PhaseReady || sv.Status.FailoverCount != failovers ||
+			(failovers > 0 && (sv.Status.LastFailover == nil || sv.Status.LastFailover.EndTime == nil)) {
+			return fmt.Errorf("phase %s, failovers %d, last %+v", sv.Status.Phase, sv.Status.FailoverCount, sv.Status.LastFailover)
 		}
-		ep, ok := runner.EndpointByUID(p.UID)
-		if !ok {
-			return fmt.Errorf("replacement %s on %s has no agent yet", p.UID, p.Spec.NodeName)
-		}
-		replacement = p
-		mu.Lock()
-		servers[p.UID] = ep
-		current, curUID = ep, p.UID
-		mu.Unlock()
 		return nil
 	})
-	if replacement.Spec.NodeName == deadNode {
-		t.Fatalf("replacement placed on the dead node %s", deadNode)
-	}
-	tPlaced := time.Now()
-	var tAck time.Time
-	waitFor(t, ctx, 90*time.Second, "the writer's next write acknowledged by the replacement", func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, w := range writes {
-			if w.server == curUID {
-				tAck = w.done
-				return nil
-			}
-		}
-		return fmt.Errorf("no write accepted by the replacement yet")
-	})
-	// Keep writing a little past the failover, then stop.
-	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
-	t.Logf("failover: replacement placed after %s, first write acknowledged after %s", tPlaced.Sub(t0).Round(time.Millisecond), tAck.Sub(t0).Round(time.Millisecond))
+	return sv
+}
 
-	// At most one server served at any instant: every write the old server accepted finished
-	// before the first write the replacement accepted was sent.
-	var lastOld, firstNew time.Time
-	for _, w := range writes {
-		switch w.server {
-		case old.UID:
-			if w.done.After(lastOld) {
-				lastOld = w.done
-			}
-		case replacement.UID:
-			if firstNew.IsZero() || w.sent.Before(firstNew) {
-				firstNew = w.sent
-			}
+// TestPartitionFailover cuts the server's node off the apiserver while its NFS port stays up,
+// then stops the node's heartbeats: the cut-off server stops serving by itself, the
+// replacement serves only after that, every acknowledged record survives, the Service IP stays,
+// the node is fenced, and when it comes back it is unfenced and its stale server never serves.
+func TestPartitionFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	v := newVolume(t, ctx, "fence", "--lease=5s", "--grace=5s")
+	serviceIP := v.sv.Status.ServiceIP
+	l := startLoad(t, v.runner, v.first.UID, v.ep)
+	waitFor(t, ctx, 60*time.Second, "records written before the failure", func() error {
+		if n := l.ackedCount(); n < 5 {
+			return fmt.Errorf("%d records", n)
 		}
-	}
+		return nil
+	})
+
+	f := killServerNode(t, ctx, v.c, l, v.podKey)
+	time.Sleep(2 * time.Second) // keep writing a little past the failover
+	l.finish()
+	t.Logf("failover off %s: replacement placed after %s, first write acknowledged after %s",
+		f.deadNode, f.placed.Round(time.Millisecond), f.acknowledge.Round(time.Millisecond))
+
+	lastOld, firstNew, ok := l.overlap(f.old.UID, f.replacement.UID)
 	if lastOld.IsZero() || firstNew.IsZero() {
 		t.Fatalf("the prober saw too little: last old %v, first new %v", lastOld, firstNew)
 	}
-	if !lastOld.Before(firstNew) {
+	if !ok {
 		t.Errorf("two servers accepted writes at the same time: old until %s, new from %s", lastOld.Format(time.RFC3339Nano), firstNew.Format(time.RFC3339Nano))
 	}
-	t.Logf("old server's last accepted write %s after the failure; replacement's first %s after", lastOld.Sub(t0).Round(time.Millisecond), firstNew.Sub(t0).Round(time.Millisecond))
-	if runner.Running(old.UID) {
+	if v.runner.Running(f.old.UID) {
 		t.Error("the cut-off server is still running: it should have stopped itself when its lease could not be renewed")
 	}
-	if err := nfsPut(ep1, src, "after", "x"); err == nil {
+	if err := nfsPut(v.ep, t.TempDir(), "after", "x"); err == nil {
 		t.Error("the cut-off server still accepts writes")
 	}
-
-	// No acknowledged record is lost.
-	ep2, _ := runner.EndpointByUID(replacement.UID)
+	ep2, _ := v.runner.EndpointByUID(f.replacement.UID)
 	names, err := nfsLs(ep2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range acked {
-		if !slices.Contains(names, a) {
-			t.Errorf("acknowledged record %s lost after the failover", a)
-		}
+	if lost := l.lost(names); len(lost) > 0 {
+		t.Errorf("%d acknowledged records lost after the failover, e.g. %v", len(lost), lost[:min(5, len(lost))])
 	}
-	t.Logf("%d acknowledged records, all present", len(acked))
+	t.Logf("%d acknowledged records, all present", l.ackedCount())
 
 	// The volume's record tells the story; the Service IP did not change.
-	waitFor(t, ctx, 30*time.Second, "SharedVolume Ready after one failover", func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
-			return err
-		}
-		f := sv.Status.LastFailover
-		if sv.Status.Phase != swv1.PhaseReady || sv.Status.FailoverCount != 1 || f == nil || f.EndTime == nil {
-			return fmt.Errorf("phase %s, failovers %d, last %+v", sv.Status.Phase, sv.Status.FailoverCount, f)
-		}
-		return nil
-	})
-	if f := sv.Status.LastFailover; f.FromNode != deadNode || f.ToNode != replacement.Spec.NodeName || f.Duration == nil || f.FencedTime == nil {
-		t.Errorf("last failover %+v", f)
+	sv := v.waitReady(t, ctx, 1)
+	if lf := sv.Status.LastFailover; lf.FromNode != f.deadNode || lf.ToNode != f.replacement.Spec.NodeName || lf.Duration == nil || lf.FencedTime == nil {
+		t.Errorf("last failover %+v", lf)
 	}
 	if sv.Status.ServiceIP != serviceIP {
 		t.Errorf("Service IP changed from %s to %s", serviceIP, sv.Status.ServiceIP)
 	}
-	if !slices.Contains(sv.Status.FencedNodes, deadNode) {
-		t.Errorf("fenced nodes %v lack %s", sv.Status.FencedNodes, deadNode)
+	if !slices.Contains(sv.Status.FencedNodes, f.deadNode) {
+		t.Errorf("fenced nodes %v lack %s", sv.Status.FencedNodes, f.deadNode)
 	}
 	reasons := map[string]bool{}
-	evs, err := plane.Client().EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+	evs, err := plane.Client().EventsV1().Events(v.claim.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,14 +245,14 @@ func TestPartitionFailover(t *testing.T) {
 	}
 	for _, r := range []string{fencing.ReasonFenced, "FailoverComplete"} {
 		if !reasons[r] {
-			t.Errorf("no %s event in %s (have %v)", r, ns, reasons)
+			t.Errorf("no %s event in %s (have %v)", r, v.claim.Namespace, reasons)
 		}
 	}
 
 	// The node itself goes NotReady: fenced as a whole.
 	waitFor(t, ctx, 90*time.Second, "node fenced as a whole", func() error {
 		n := &corev1.Node{}
-		if err := c.Get(ctx, client.ObjectKey{Name: deadNode}, n); err != nil {
+		if err := v.c.Get(ctx, client.ObjectKey{Name: f.deadNode}, n); err != nil {
 			return err
 		}
 		if n.Labels[swv1.LabelNodeFenced] != swv1.FencedTrue {
@@ -359,18 +262,13 @@ func TestPartitionFailover(t *testing.T) {
 	})
 
 	// It comes back: unfenced after the settle period, and the stale server never serves.
-	if err := plane.RestoreNode(ctx, deadNode); err != nil {
-		t.Fatal(err)
-	}
-	if err := runner.HealNode(ctx, deadNode); err != nil {
-		t.Fatal(err)
-	}
+	restoreNode(t, ctx, l, f.deadNode)
 	waitFor(t, ctx, 90*time.Second, "node unfenced and forgotten by the volume", func() error {
 		n := &corev1.Node{}
-		if err := c.Get(ctx, client.ObjectKey{Name: deadNode}, n); err != nil {
+		if err := v.c.Get(ctx, client.ObjectKey{Name: f.deadNode}, n); err != nil {
 			return err
 		}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
+		if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err != nil {
 			return err
 		}
 		if n.Labels[swv1.LabelNodeFenced] != "" || len(sv.Status.FencedNodes) > 0 {
@@ -378,8 +276,49 @@ func TestPartitionFailover(t *testing.T) {
 		}
 		return nil
 	})
-	if err := nfsPut(ep1, src, "stale", "x"); err == nil {
+	if err := nfsPut(v.ep, t.TempDir(), "stale", "x"); err == nil {
 		t.Error("the stale server serves again after its node came back")
 	}
-	sort.Strings(acked)
+}
+
+// TestRepeatedNodeKills kills the serving node again and again on one volume (each node
+// coming back right after its server moved): zero lost records, zero double-serving moments.
+// SHAREWARDEN_NODE_KILLS sets the count (default 20).
+func TestRepeatedNodeKills(t *testing.T) {
+	kills := 20
+	if s := os.Getenv("SHAREWARDEN_NODE_KILLS"); s != "" {
+		if _, err := fmt.Sscan(s, &kills); err != nil {
+			t.Fatalf("SHAREWARDEN_NODE_KILLS=%q: %v", s, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(kills)*time.Minute+3*time.Minute)
+	defer cancel()
+	if err := addExtraNodes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := newVolume(t, ctx, "repeat", "--lease=5s", "--grace=5s")
+	l := startLoad(t, v.runner, v.first.UID, v.ep)
+	order := []types.UID{v.first.UID}
+	for i := range kills {
+		f := killServerNode(t, ctx, v.c, l, v.podKey)
+		order = append(order, f.replacement.UID)
+		t.Logf("kill %d/%d: %s -> %s, placed %s, acknowledged %s", i+1, kills, f.deadNode, f.replacement.Spec.NodeName,
+			f.placed.Round(time.Millisecond), f.acknowledge.Round(time.Millisecond))
+		restoreNode(t, ctx, l, f.deadNode)
+	}
+	time.Sleep(time.Second)
+	l.finish()
+	if n := l.doubleServing(order); n != 0 {
+		t.Errorf("%d handovers where two servers accepted writes at the same time", n)
+	}
+	last, _ := v.runner.EndpointByUID(order[len(order)-1])
+	names, err := nfsLs(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost := l.lost(names); len(lost) > 0 {
+		t.Errorf("%d acknowledged records lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
+	}
+	sv := v.waitReady(t, ctx, int32(kills))
+	t.Logf("%d kills, %d acknowledged records, none lost; failovers counted %d", kills, l.ackedCount(), sv.Status.FailoverCount)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -83,4 +84,16 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// addExtraNodes adds three more nodes (once), so that nodes fenced and not yet settled never
+// run the cluster dry when a test kills node after node.
+func addExtraNodes(ctx context.Context) error {
+	var add []cluster.NodeSpec
+	for _, n := range []cluster.NodeSpec{{Name: "node-a3", Zone: "zone-a"}, {Name: "node-b2", Zone: "zone-b"}, {Name: "node-b3", Zone: "zone-b"}} {
+		if !slices.Contains(plane.NodeNames(), n.Name) {
+			add = append(add, n)
+		}
+	}
+	return plane.AddNodes(ctx, add...)
 }
