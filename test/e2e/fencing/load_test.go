@@ -226,4 +226,3 @@ func restoreNode(t testing.TB, ctx context.Context, l *load, node string) {
 		t.Fatal(err)
 	}
 }
-
