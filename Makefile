@@ -8,7 +8,7 @@ TEST_FLAGS ?=
 
 export SHAREWARDEN_BIN_DIR := $(BIN_DIR)
 
-.PHONY: all build deps bins generate test unit demo bench lint clean
+.PHONY: all build deps bins helm generate test unit demo bench lint clean
 
 all: build
 
@@ -24,10 +24,15 @@ deps:
 bins:
 	@BIN_DIR=$(BIN_DIR) hack/bins.sh
 
+# helm, pinned in hack/tools/helm, for the chart's tests.
+helm:
+	@BIN_DIR=$(BIN_DIR) hack/helm.sh
+
 # Unit and e2e tests. If the binaries cannot be built (no module proxy), e2e tests skip with one
 # line saying why and unit tests still run; CI sets SHAREWARDEN_REQUIRE_E2E=1 to forbid skipping.
 test: deps
 	@BIN_DIR=$(BIN_DIR) hack/bins.sh || echo "bins: could not build the control plane; e2e tests will skip"
+	@BIN_DIR=$(BIN_DIR) hack/helm.sh || echo "helm: could not build; chart tests will skip"
 	$(GO) test -count=1 -timeout 40m $(TEST_FLAGS) ./...
 
 unit:
@@ -46,6 +51,7 @@ generate:
 lint:
 	$(GO) vet ./...
 	@BIN_DIR=$(BIN_DIR) hack/generate.sh --verify
+	@hack/values-doc.sh --verify
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@echo "lint: go vet, gofmt and generated files clean"
 

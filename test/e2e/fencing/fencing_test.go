@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -195,6 +196,7 @@ func TestPartitionFailover(t *testing.T) {
 		return nil
 	})
 
+	phases := watchPhases(ctx, v)
 	f := killServerNode(t, ctx, v.c, l, v.podKey)
 	time.Sleep(2 * time.Second) // keep writing a little past the failover
 	l.finish()
@@ -226,6 +228,9 @@ func TestPartitionFailover(t *testing.T) {
 
 	// The volume's record tells the story; the Service IP did not change.
 	sv := v.waitReady(t, ctx, 1)
+	if seen := phases(); !slices.Contains(seen, swv1.PhaseFenced) || seen[len(seen)-1] != swv1.PhaseReady {
+		t.Errorf("phases seen during the failover: %v; want it through Fenced back to Ready", seen)
+	}
 	if lf := sv.Status.LastFailover; lf.FromNode != f.deadNode || lf.ToNode != f.replacement.Spec.NodeName || lf.Duration == nil || lf.FencedTime == nil {
 		t.Errorf("last failover %+v", lf)
 	}
@@ -321,4 +326,28 @@ func TestRepeatedNodeKills(t *testing.T) {
 	}
 	sv := v.waitReady(t, ctx, int32(kills))
 	t.Logf("%d kills, %d acknowledged records, none lost; failovers counted %d", kills, l.ackedCount(), sv.Status.FailoverCount)
+}
+
+// watchPhases records the SharedVolume's phases as they change, until ctx ends.
+func watchPhases(ctx context.Context, v *volume) func() []swv1.Phase {
+	var mu sync.Mutex
+	var seen []swv1.Phase
+	go func() {
+		for ctx.Err() == nil {
+			sv := &swv1.SharedVolume{}
+			if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err == nil {
+				mu.Lock()
+				if len(seen) == 0 || seen[len(seen)-1] != sv.Status.Phase {
+					seen = append(seen, sv.Status.Phase)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []swv1.Phase {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]swv1.Phase(nil), seen...)
+	}
 }
