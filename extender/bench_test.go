@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
@@ -120,7 +122,7 @@ func BenchmarkHandler(b *testing.B) {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("%s/nodes=%d", kind.name, n), func(b *testing.B) {
 				s, names := benchWorld(n, kind.zonal)
-				srv, err := NewServer(context.Background(), DefaultConfig(), s)
+				srv, err := NewServer(logf.IntoContext(context.Background(), logr.Discard()), DefaultConfig(), s)
 				if err != nil {
 					b.Fatal(err)
 				}

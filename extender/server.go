@@ -1,6 +1,7 @@
 package extender
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,15 +101,15 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "extender requests are POSTed", http.StatusMethodNotAllowed)
 		return
 	}
-	args, err := DecodeArgs(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
+	sc := s.scratch()
+	defer s.release(sc)
+	args, err := DecodeArgs(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes), &sc.body)
 	if err != nil {
 		s.metrics.badRequests.WithLabelValues(verb).Inc()
 		http.Error(w, "bad ExtenderArgs: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	role := RoleOf(args.Pod)
-	sc := s.scratch()
-	defer s.release(sc)
 	if verb == VerbFilter {
 		s.filter(r.Context(), args, role, sc)
 	} else {
@@ -123,34 +125,28 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 }
 
 // DecodeArgs reads one ExtenderArgs: a pod and either node names or nodes, and nothing after.
-// Node names, up to one per node of the cluster, are sliced out of one string rather than
-// allocated one by one.
-func DecodeArgs(r io.Reader) (*extenderv1.ExtenderArgs, error) {
-	dec := json.NewDecoder(r)
-	// The fields of extenderv1.ExtenderArgs, NodeNames left raw.
+// buf (emptied first; nil for a new one) holds the body while it is decoded. Node names, up to
+// one per node of the cluster, are sliced out of one string rather than allocated one by one.
+func DecodeArgs(r io.Reader, buf *bytes.Buffer) (*extenderv1.ExtenderArgs, error) {
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
+	if _, err := buf.ReadFrom(r); err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, fmt.Errorf("body larger than %d bytes (--max-request-bytes)", mb.Limit)
+		}
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	// The fields of extenderv1.ExtenderArgs, NodeNames left raw (a copy json makes).
 	var in struct {
 		Pod       *corev1.Pod
 		Nodes     *corev1.NodeList
 		NodeNames json.RawMessage
 	}
-	tooBig := func(err error) error {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			return fmt.Errorf("body larger than %d bytes (--max-request-bytes)", mb.Limit)
-		}
-		return nil
-	}
-	if err := dec.Decode(&in); err != nil {
-		if e := tooBig(err); e != nil {
-			return nil, e
-		}
+	if err := json.Unmarshal(buf.Bytes(), &in); err != nil {
 		return nil, fmt.Errorf("decoding JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if e := tooBig(err); e != nil {
-			return nil, e
-		}
-		return nil, errors.New("trailing data after the ExtenderArgs object")
 	}
 	args := &extenderv1.ExtenderArgs{Pod: in.Pod, Nodes: in.Nodes}
 	if len(in.NodeNames) > 0 && string(in.NodeNames) != "null" {
@@ -172,7 +168,8 @@ func DecodeArgs(r io.Reader) (*extenderv1.ExtenderArgs, error) {
 // decodeNames decodes a JSON array of strings. Names without escapes (all real node names) are
 // substrings of one copy of raw; anything else goes through encoding/json.
 func decodeNames(raw json.RawMessage) ([]string, error) {
-	all := string(raw)
+	// raw is json's own copy, never written again: the names may share its memory.
+	all := unsafe.String(unsafe.SliceData(raw), len(raw))
 	names := make([]string, 0, strings.Count(all, ",")+1)
 	i := skipSpace(all, 0)
 	if i >= len(all) || all[i] != '[' {
@@ -231,6 +228,7 @@ type scratch struct {
 	filter FilterResult
 	scores extenderv1.HostPriorityList
 	out    []byte
+	body   bytes.Buffer
 }
 
 func (s *Server) scratch() *scratch {
@@ -241,6 +239,9 @@ func (s *Server) scratch() *scratch {
 }
 
 func (s *Server) release(sc *scratch) {
+	if sc.body.Cap() > 4*int(min(s.cfg.MaxRequestBytes, 16<<20)) {
+		return // an outlier: let it go rather than hold it
+	}
 	clear(sc.nodes)
 	sc.names = nil
 	clear(sc.passed)

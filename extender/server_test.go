@@ -159,7 +159,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type", "/scheduler/prioritize", `{"Pod":[1,2]}`, "decoding JSON"},
 		{"no pod", "/scheduler/filter", `{"NodeNames":["a1"]}`, "no pod"},
 		{"no nodes", "/scheduler/filter", `{"Pod":` + plainPodJSON + `}`, "neither"},
-		{"trailing data", "/scheduler/filter", `{"Pod":` + plainPodJSON + `,"NodeNames":[]} {}`, "trailing"},
+		{"trailing data", "/scheduler/filter", `{"Pod":` + plainPodJSON + `,"NodeNames":[]} {}`, "after top-level value"},
 		{"oversized", "/scheduler/filter", big, "larger than"},
 		{"unknown verb", "/scheduler/preempt", `{}`, "unknown extender verb"},
 		{"empty verb", "/scheduler/", `{}`, "unknown extender verb"},
