@@ -8,14 +8,14 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sharewarden/sharewarden/serving"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apiserver/pkg/server"
-	apiserveroptions "k8s.io/apiserver/pkg/server/options"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -191,7 +191,7 @@ func slimPod(o any) (any, error) {
 // address and a channel closed once the server has stopped.
 func serve(ctx context.Context, opts *Options, h http.Handler) (net.Addr, <-chan struct{}, error) {
 	if opts.HTTPAddress == "" {
-		return serveTLS(ctx, opts.SecureServing, h, opts.ShutdownTimeout)
+		return serving.ServeTLS(ctx, opts.SecureServing, h, opts.ShutdownTimeout)
 	}
 	return servePlain(ctx, opts.HTTPAddress, h, opts.ShutdownTimeout)
 }
@@ -217,25 +217,4 @@ func servePlain(ctx context.Context, addr string, h http.Handler, shutdownTimeou
 		}
 	}()
 	return ln.Addr(), stopped, nil
-}
-
-// serveTLS serves h over HTTPS with the certificate files of ss, reloaded when they change.
-func serveTLS(ctx context.Context, ss *apiserveroptions.SecureServingOptions, h http.Handler, shutdownTimeout time.Duration) (net.Addr, <-chan struct{}, error) {
-	var serving *server.SecureServingInfo
-	if err := ss.ApplyTo(&serving); err != nil {
-		return nil, nil, fmt.Errorf("setting up HTTPS: %w", err)
-	}
-	if serving == nil {
-		return nil, nil, errors.New("setting up HTTPS: no listener (is --secure-port 0?)")
-	}
-	if serving.Cert == nil {
-		_ = serving.Listener.Close()
-		return nil, nil, errors.New("setting up HTTPS: no serving certificate (--tls-cert-file, --tls-private-key-file)")
-	}
-	stopped, _, err := serving.Serve(h, shutdownTimeout, ctx.Done())
-	if err != nil {
-		_ = serving.Listener.Close()
-		return nil, nil, fmt.Errorf("serving HTTPS: %w", err)
-	}
-	return serving.Listener.Addr(), stopped, nil
 }

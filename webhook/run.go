@@ -4,18 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync/atomic"
-	"time"
+
+	"github.com/sharewarden/sharewarden/serving"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
-	apiserveroptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -66,7 +64,7 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	addr, stopped, err := ServeTLS(ctx, opts.SecureServing, srv, opts.ShutdownTimeout)
+	addr, stopped, err := serving.ServeTLS(ctx, opts.SecureServing, srv, opts.ShutdownTimeout)
 	if err != nil {
 		return err
 	}
@@ -104,28 +102,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	// A burst of pods mounting fresh claims reads through to the API; do not throttle it hard.
 	cfg.QPS, cfg.Burst = 50, 100
 	return cfg, nil
-}
-
-// ServeTLS serves h over HTTPS as ss says until ctx ends, and returns at once with the address
-// it listens on and a channel closed when the server has stopped. The certificate and key files
-// are watched and reloaded when they change, so a rotated certificate is served without a
-// restart.
-func ServeTLS(ctx context.Context, ss *apiserveroptions.SecureServingOptions, h http.Handler, shutdownTimeout time.Duration) (net.Addr, <-chan struct{}, error) {
-	var serving *server.SecureServingInfo
-	if err := ss.ApplyTo(&serving); err != nil {
-		return nil, nil, fmt.Errorf("setting up HTTPS: %w", err)
-	}
-	if serving == nil {
-		return nil, nil, errors.New("setting up HTTPS: no listener (is --secure-port 0?)")
-	}
-	if serving.Cert == nil {
-		_ = serving.Listener.Close()
-		return nil, nil, errors.New("setting up HTTPS: no serving certificate (--tls-cert-file, --tls-private-key-file)")
-	}
-	stopped, _, err := serving.Serve(h, shutdownTimeout, ctx.Done())
-	if err != nil {
-		_ = serving.Listener.Close()
-		return nil, nil, fmt.Errorf("serving HTTPS: %w", err)
-	}
-	return serving.Listener.Addr(), stopped, nil
 }

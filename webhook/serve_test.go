@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	certutil "k8s.io/client-go/util/cert"
 
+	"github.com/sharewarden/sharewarden/serving"
 	"github.com/sharewarden/sharewarden/webhook"
 )
 
@@ -71,7 +72,7 @@ func TestServeTLSReloadsRotatedCertificate(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := newServer(t, nil)
-	addr, stopped, err := webhook.ServeTLS(ctx, opts.SecureServing, s, time.Second)
+	addr, stopped, err := serving.ServeTLS(ctx, opts.SecureServing, s, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestServeTLSBadCertificate(t *testing.T) {
 	defer ln.Close()
 	opts.SecureServing.Listener = ln
 	opts.SecureServing.ServerCert.CertKey.CertFile, opts.SecureServing.ServerCert.CertKey.KeyFile = certFile, keyFile
-	if _, _, err := webhook.ServeTLS(context.Background(), opts.SecureServing, http.NotFoundHandler(), time.Second); err == nil {
+	if _, _, err := serving.ServeTLS(context.Background(), opts.SecureServing, http.NotFoundHandler(), time.Second); err == nil {
 		t.Fatal("served with a garbage certificate")
 	}
 }
