@@ -102,13 +102,16 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 	opts := fixture.ControllerOptions(plane)
 	opts.LeaderElect = false
 	opts.UnfenceSettle = 30 * time.Second // the plane's node-monitor-grace-period is 20s
-	ctl := fixture.StartController(ctx, opts)
+	// The controller and the runner outlive the test function's context: the volume is
+	// removed in a cleanup, which runs after it is cancelled.
+	bg := context.WithoutCancel(ctx)
+	ctl := fixture.StartController(bg, opts)
 	t.Cleanup(func() {
 		if err := ctl.Stop(); err != nil {
 			t.Errorf("controller: %v", err)
 		}
 	})
-	v.runner, err = serverrunner.Start(ctx, serverrunner.Config{
+	v.runner, err = serverrunner.Start(bg, serverrunner.Config{
 		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: t.TempDir(),
 		Kubeconfig: plane.Kubeconfig(),
 		// libnfs, the test's NFS client, speaks NFSv4.0 only.
@@ -140,8 +143,11 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 			return
 		}
 		waitFor(t, ctx, 60*time.Second, "volume removed", func() error {
-			if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), &swv1.SharedVolume{}); err == nil {
-				return fmt.Errorf("SharedVolume still there")
+			sv := &swv1.SharedVolume{}
+			if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err == nil {
+				claim := &corev1.PersistentVolumeClaim{}
+				cerr := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), claim)
+				return fmt.Errorf("SharedVolume still there (phase %s, conditions %+v); claim: %v finalizers %v", sv.Status.Phase, sv.Status.Conditions, cerr, claim.Finalizers)
 			}
 			return nil
 		})
@@ -228,9 +234,12 @@ func TestPartitionFailover(t *testing.T) {
 
 	// The volume's record tells the story; the Service IP did not change.
 	sv := v.waitReady(t, ctx, 1)
-	if seen := phases(); !slices.Contains(seen, swv1.PhaseFenced) || seen[len(seen)-1] != swv1.PhaseReady {
-		t.Errorf("phases seen during the failover: %v; want it through Fenced back to Ready", seen)
-	}
+	waitFor(t, ctx, 10*time.Second, "phases seen: through Fenced back to Ready", func() error {
+		if seen := phases(); !slices.Contains(seen, swv1.PhaseFenced) || seen[len(seen)-1] != swv1.PhaseReady {
+			return fmt.Errorf("phases %v", seen)
+		}
+		return nil
+	})
 	if lf := sv.Status.LastFailover; lf.FromNode != f.deadNode || lf.ToNode != f.replacement.Spec.NodeName || lf.Duration == nil || lf.FencedTime == nil {
 		t.Errorf("last failover %+v", lf)
 	}
