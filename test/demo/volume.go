@@ -47,12 +47,12 @@ func sharedVolumeWalkthrough(ctx context.Context, c *cluster.Cluster, say func(s
 }
 
 func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...any), onStop func(func())) error {
-	say("installing ShareWarden: CRDs, namespace %s, classes %s (opted in, local disks on every node) and %s (managed)",
+	say("installing ShareWarden: CRDs, namespace %s, classes %s (ReadWriteOnce disks attachable from any node, like cloud disks; opted in) and %s (managed)",
 		fixture.SystemNamespace, fixture.BackingClass, fixture.ManagedClass)
 	if err := fixture.InstallCRDs(ctx, c); err != nil {
 		return err
 	}
-	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 2}); err != nil {
+	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 2, Network: true}); err != nil {
 		return err
 	}
 	whLog := ctrlzap.New(ctrlzap.WriteTo(io.Discard))
@@ -156,7 +156,64 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 	}); err != nil {
 		return fmt.Errorf("server agent not running: %w", err)
 	}
-	return moveData(ctx, ep, say)
+	if err := moveData(ctx, ep, say); err != nil {
+		return err
+	}
+	return failover(ctx, c, cl, runner, sv, ep, say)
+}
+
+// failover kills the server's node the way a power loss and a network partition would, and
+// follows the volume to its new node; the client reads what it wrote and carries on.
+func failover(ctx context.Context, c *cluster.Cluster, cl client.Client, runner *serverrunner.Runner, sv *swv1.SharedVolume, oldEP serverrunner.Endpoint, say func(string, ...any)) error {
+	node := sv.Status.Server.NodeName
+	old := &corev1.Pod{}
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: sv.Status.Server.Pod.Namespace, Name: sv.Status.Server.Pod.Name}, old); err != nil {
+		return fmt.Errorf("getting server pod: %w", err)
+	}
+	say("killing node %s: its kwok (kubelet) stops, and its NFS server is cut off the apiserver while its NFS port stays up", node)
+	t0 := time.Now()
+	runner.PartitionNode(node)
+	if err := c.FailNode(node); err != nil {
+		return err
+	}
+	oldStopped := false
+	phase := sv.Status.Phase
+	var ep serverrunner.Endpoint
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if !oldStopped && !runner.Running(old.UID) {
+			oldStopped = true
+			say("  +%4.1fs  old server stopped serving by itself: it could not renew its lease (self-fencing)", time.Since(t0).Seconds())
+		}
+		cur := &swv1.SharedVolume{}
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(sv), cur); err == nil && cur.Status.Phase != phase {
+			phase = cur.Status.Phase
+			say("  +%4.1fs  SharedVolume %s (failovers: %d, fenced nodes: %v, server: %s)", time.Since(t0).Seconds(), phase,
+				cur.Status.FailoverCount, cur.Status.FencedNodes, cur.Status.Server.NodeName)
+		}
+		p := &corev1.Pod{}
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(old), p); err == nil && p.UID != old.UID {
+			if e, ok := runner.EndpointByUID(p.UID); ok && ep.Host == "" {
+				ep = e
+				say("  +%4.1fs  replacement server running on %s (%s:%d)", time.Since(t0).Seconds(), p.Spec.NodeName, e.Host, e.Port)
+			}
+		}
+		return ep.Host != "" && oldStopped && phase == swv1.PhaseReady, nil
+	})
+	if err != nil {
+		return fmt.Errorf("failover did not complete: %w", err)
+	}
+	out, err := retry(ctx, "nfs-cat", ep.URL("/export/hello.txt"))
+	if err != nil {
+		return fmt.Errorf("reading after the failover: %w\n%s", err, out)
+	}
+	say("  +%4.1fs  reader (same Service IP %s): %q is still there", time.Since(t0).Seconds(), sv.Status.ServiceIP, strings.TrimSpace(out))
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(lctx, "nfs-ls", oldEP.URL("/export")).Run(); err == nil {
+		return fmt.Errorf("the old server still serves after the failover")
+	}
+	say("  the old server on %s refuses clients; %s stays fenced until it is Ready again for the settle period", node, node)
+	return printEvents(ctx, c, sv.Namespace, sv.Spec.ClaimName, say)
 }
 
 // moveData writes a file through NFS as a consumer on one node would, and reads it back as
@@ -191,7 +248,7 @@ func moveData(ctx context.Context, ep serverrunner.Endpoint, say func(string, ..
 func retry(ctx context.Context, tool string, args ...string) (string, error) {
 	var out []byte
 	var err error
-	for range 40 {
+	for range 60 {
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		out, err = exec.CommandContext(cctx, tool, args...).CombinedOutput()
 		cancel()

@@ -333,14 +333,23 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("server dir: %w", err)
 	}
-	args := []string{"nfs-server",
-		"--volume-id=" + p.Labels[swv1.LabelVolume],
-		"--volume-dir=" + data,
-		"--runtime-dir=" + filepath.Join(dir, "run"),
-		"--nfs-address=" + net.JoinHostPort(host, strconv.Itoa(nfsPort)),
-		"--http-address=127.0.0.1:" + strconv.Itoa(httpPort),
-		"--ganesha-log=" + filepath.Join(dir, "ganesha.log"),
+	// Like a kubelet, run the container's own arguments; only what this machine lays out
+	// differently (where the volume is mounted, addresses, the API path) is overridden, and a
+	// later flag wins.
+	var args []string
+	if len(p.Spec.Containers) > 0 {
+		args = append(args, p.Spec.Containers[0].Args...)
 	}
+	if len(args) == 0 || args[0] != "nfs-server" {
+		args = append([]string{"nfs-server", "--volume-id=" + p.Labels[swv1.LabelVolume]}, args...)
+	}
+	args = append(args,
+		"--volume-dir="+data,
+		"--runtime-dir="+filepath.Join(dir, "run"),
+		"--nfs-address="+net.JoinHostPort(host, strconv.Itoa(nfsPort)),
+		"--http-address=127.0.0.1:"+strconv.Itoa(httpPort),
+		"--ganesha-log="+filepath.Join(dir, "ganesha.log"),
+	)
 	if r.cfg.Kubeconfig != "" {
 		kc, err := r.nodeKubeconfig(p.Spec.NodeName)
 		if err != nil {
