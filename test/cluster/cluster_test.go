@@ -24,7 +24,7 @@ func TestHarness(t *testing.T) {
 	}
 	binDir := cluster.DefaultBinDir()
 	if err := cluster.CheckBinaries(binDir); err != nil {
-		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
+		if os.Getenv(cluster.RequireE2EEnv) != "" {
 			t.Fatalf("e2e required but: %v", err)
 		}
 		t.Skipf("skipping e2e: %v", err)

@@ -60,12 +60,7 @@ func run(m *testing.M) int {
 		missing = append(missing, fmt.Errorf("helm not built in %s: run hack/helm.sh", binDir))
 	}
 	if err := errors.Join(missing...); err != nil {
-		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
-			fmt.Println("FAIL: e2e required:", strings.ReplaceAll(err.Error(), "\n", "; "))
-			return 1
-		}
-		fmt.Println("skipping chart e2e:", strings.ReplaceAll(err.Error(), "\n", "; "))
-		return 0
+		return cluster.SkipE2E("chart", err)
 	}
 	var err error
 	if workDir, err = os.MkdirTemp("", "sharewarden-chart-"); err != nil {

@@ -5,6 +5,7 @@ package fencing_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,14 +37,7 @@ func run(m *testing.M) int {
 		fmt.Println("skipping e2e in -short mode")
 		return 0
 	}
-	skip := func(why string) int {
-		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
-			fmt.Println("FAIL: e2e required:", why)
-			return 1
-		}
-		fmt.Println("skipping e2e:", why)
-		return 0
-	}
+	skip := func(why string) int { return cluster.SkipE2E("fencing", errors.New(why)) }
 	binDir := cluster.DefaultBinDir()
 	if err := cluster.CheckBinaries(binDir); err != nil {
 		return skip(err.Error())

@@ -32,12 +32,7 @@ func run(m *testing.M) int {
 	}
 	binDir := cluster.DefaultBinDir()
 	if err := cluster.CheckBinaries(binDir); err != nil {
-		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
-			fmt.Println("FAIL: e2e required:", err)
-			return 1
-		}
-		fmt.Println("skipping e2e:", err)
-		return 0
+		return cluster.SkipE2E("provisioner", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -52,12 +52,7 @@ func run(m *testing.M) int {
 	}
 	binDir := cluster.DefaultBinDir()
 	if err := cluster.CheckBinaries(binDir); err != nil {
-		if os.Getenv("SHAREWARDEN_REQUIRE_E2E") != "" {
-			fmt.Fprintf(os.Stderr, "webhook e2e required but: %v\n", err)
-			return 1
-		}
-		fmt.Printf("skipping webhook e2e: %v\n", err)
-		return 0
+		return cluster.SkipE2E("webhook", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
