@@ -13,6 +13,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -202,6 +204,33 @@ func TestPartitionFailover(t *testing.T) {
 		return nil
 	})
 
+	// On the server's node: a consumer of the volume, and the backing volume's attachment
+	// (as a CSI attacher would have made it).
+	deadNode := v.first.Spec.NodeName
+	consumer := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: v.claim.Namespace, Name: "consumer"},
+		Spec: corev1.PodSpec{
+			NodeName:   deadNode,
+			Containers: []corev1.Container{{Name: "app", Image: "app"}},
+			Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.claim.Name}}}},
+		},
+	}
+	if err := v.c.Create(ctx, consumer); err != nil {
+		t.Fatal(err)
+	}
+	backing := &corev1.PersistentVolumeClaim{}
+	if err := v.c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: v.podKey.Name}, backing); err != nil {
+		t.Fatal(err)
+	}
+	va := &storagev1.VolumeAttachment{
+		ObjectMeta: metav1.ObjectMeta{Name: "csi-" + backing.Spec.VolumeName},
+		Spec: storagev1.VolumeAttachmentSpec{Attacher: "disk.example.com", NodeName: deadNode,
+			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To(backing.Spec.VolumeName)}},
+	}
+	if err := v.c.Create(ctx, va); err != nil {
+		t.Fatal(err)
+	}
+
 	phases := watchPhases(ctx, v)
 	f := killServerNode(t, ctx, v.c, l, v.podKey)
 	time.Sleep(2 * time.Second) // keep writing a little past the failover
@@ -215,6 +244,9 @@ func TestPartitionFailover(t *testing.T) {
 	}
 	if !ok {
 		t.Errorf("two servers accepted writes at the same time: old until %s, new from %s", lastOld.Format(time.RFC3339Nano), firstNew.Format(time.RFC3339Nano))
+	}
+	if f.deadNode != deadNode {
+		t.Fatalf("killed %s, expected the server's node %s", f.deadNode, deadNode)
 	}
 	if v.runner.Running(f.old.UID) {
 		t.Error("the cut-off server is still running: it should have stopped itself when its lease could not be renewed")
@@ -263,6 +295,11 @@ func TestPartitionFailover(t *testing.T) {
 		}
 	}
 
+	// The RWO attachment on the dead node was removed, so the volume could attach elsewhere.
+	if err := v.c.Get(ctx, client.ObjectKeyFromObject(va), &storagev1.VolumeAttachment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("VolumeAttachment on the dead node still there (err %v)", err)
+	}
+
 	// The node itself goes NotReady: fenced as a whole.
 	waitFor(t, ctx, 90*time.Second, "node fenced as a whole", func() error {
 		n := &corev1.Node{}
@@ -271,6 +308,14 @@ func TestPartitionFailover(t *testing.T) {
 		}
 		if n.Labels[swv1.LabelNodeFenced] != swv1.FencedTrue {
 			return fmt.Errorf("labels %v", n.Labels)
+		}
+		return nil
+	})
+
+	// The consumer stuck on the fenced node was evicted, so its controller can start it elsewhere.
+	waitFor(t, ctx, 30*time.Second, "consumer on the fenced node evicted", func() error {
+		if err := v.c.Get(ctx, client.ObjectKeyFromObject(consumer), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("consumer still there (err %v)", err)
 		}
 		return nil
 	})
