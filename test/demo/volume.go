@@ -21,7 +21,6 @@ import (
 	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
-	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
@@ -98,13 +97,9 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 		say("NOTE: no root or no nfs-ganesha/libnfs-utils here (make demo installs them): control plane only, no NFS data path")
 	}
 
-	scheme, err := provisioner.Scheme()
+	cl, err := fixture.NewClient(c)
 	if err != nil {
 		return err
-	}
-	cl, err := client.New(c.RESTConfig(), client.Options{Scheme: scheme})
-	if err != nil {
-		return fmt.Errorf("client: %w", err)
 	}
 	const ns, name = "demo", "shared"
 	claim := &corev1.PersistentVolumeClaim{

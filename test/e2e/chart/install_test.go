@@ -35,7 +35,6 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/extender"
-	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
@@ -528,11 +527,7 @@ func metricSum(t *testing.T, ctx context.Context, url, name string) float64 {
 
 func newClient(t *testing.T, plane *cluster.Cluster) client.Client {
 	t.Helper()
-	scheme, err := provisioner.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(plane.RESTConfig(), client.Options{Scheme: scheme})
+	c, err := fixture.NewClient(plane)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,17 +23,14 @@ import (
 	"github.com/sharewarden/sharewarden/extender"
 	"github.com/sharewarden/sharewarden/mutators"
 	"github.com/sharewarden/sharewarden/provisioner"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 const caseTimeout = 3 * time.Minute
 
 func newClient(t *testing.T) client.Client {
 	t.Helper()
-	scheme, err := provisioner.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(plane.RESTConfig(), client.Options{Scheme: scheme})
+	c, err := fixture.NewClient(plane)
 	if err != nil {
 		t.Fatal(err)
 	}

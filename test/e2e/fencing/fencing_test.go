@@ -23,7 +23,6 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/fencing"
-	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 )
@@ -93,12 +92,9 @@ type volume struct {
 // waits until its first server serves. agentArgs tune the servers (NFS lease and grace).
 func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string) *volume {
 	t.Helper()
-	scheme, err := provisioner.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
 	v := &volume{}
-	if v.c, err = client.New(plane.RESTConfig(), client.Options{Scheme: scheme}); err != nil {
+	var err error
+	if v.c, err = fixture.NewClient(plane); err != nil {
 		t.Fatal(err)
 	}
 	opts := fixture.ControllerOptions(plane)

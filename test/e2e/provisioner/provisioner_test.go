@@ -22,11 +22,7 @@ import (
 
 func newClient(t *testing.T) client.Client {
 	t.Helper()
-	scheme, err := provisioner.Scheme()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(plane.RESTConfig(), client.Options{Scheme: scheme})
+	c, err := fixture.NewClient(plane)
 	if err != nil {
 		t.Fatal(err)
 	}
