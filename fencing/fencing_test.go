@@ -162,10 +162,7 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	if !errors.Is(context.Cause(serving), ErrLeaseLost) {
 		t.Errorf("cause %v, want ErrLeaseLost", context.Cause(serving))
 	}
-	// D - M = 1.5s after the last renewal was sent; the last one was sent before the cut.
-	if took := time.Since(cut); took > 1500*time.Millisecond+500*time.Millisecond {
-		t.Logf("stopped %s after the cut (budget 1.5s from the last renewal sent)", took)
-	}
+	t.Logf("stopped %s after the cut (budget D-M = 1.5s from the last renewal sent)", time.Since(cut))
 }
 
 // TestHolderWaitsForAnotherHolder: a lease held by someone else is taken only after it stayed
@@ -196,8 +193,8 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 	if _, err := h2.Gate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if waited := time.Since(start); waited > time.Second {
-		t.Errorf("waited %s for a released lease", waited)
+	if waited := time.Since(start); waited >= 2*time.Second {
+		t.Errorf("waited out the lease duration (%s) for a lease the Fencer had released", waited)
 	}
 	l, _ := cs2.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{})
 	if _, ok := l.Annotations[AnnotationFencedHolder]; ok {
