@@ -46,6 +46,9 @@ type Config struct {
 	SchedulerBurst int32
 	// NodeMonitorGracePeriod is how long a silent node stays Ready (default 20s).
 	NodeMonitorGracePeriod time.Duration
+	// NodeLeaseDuration is kwok's node lease duration (default 20s; it renews every quarter of
+	// it). Planes with a thousand nodes raise it, and the grace period with it.
+	NodeLeaseDuration time.Duration
 	// ExtraAPIServerArgs and ExtraControllerManagerArgs are appended to those components' flags
 	// (benchmarks raise --kube-api-qps so that Kubernetes' own controllers do not set the pace).
 	ExtraAPIServerArgs         []string
@@ -177,8 +180,10 @@ func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		c.mu.Lock()
 		nodes := make([]*nodeProc, 0, len(c.nodes))
-		for _, n := range c.nodes {
-			nodes = append(nodes, n)
+		for name, n := range c.nodes {
+			if !n.shared || name == n.spec.kwokKey() {
+				nodes = append(nodes, n)
+			}
 		}
 		procs := c.procs
 		c.mu.Unlock()
@@ -209,7 +214,7 @@ func (c *Cluster) Processes() map[string]int {
 		out[p.name] = p.cmd.Process.Pid
 	}
 	for name, n := range c.nodes {
-		if n.proc != nil {
+		if n.proc != nil && (!n.shared || name == n.spec.kwokKey()) {
 			out["kwok-"+name] = n.proc.cmd.Process.Pid
 		}
 	}
@@ -496,8 +501,10 @@ func (c *Cluster) NodeNames() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]string, 0, len(c.nodes))
-	for n := range c.nodes {
-		out = append(out, n)
+	for n, np := range c.nodes {
+		if n == np.spec.Name {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out

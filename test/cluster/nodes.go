@@ -25,9 +25,9 @@ const (
 	ZoneLabel     = corev1.LabelTopologyZone
 	HostnameLabel = corev1.LabelHostname
 
-	// nodeLeaseSeconds is the kwok node lease duration; kwok renews every quarter of it, well
-	// inside the default 20s NodeMonitorGracePeriod.
-	nodeLeaseSeconds = 20
+	// defaultNodeLeaseSeconds is the kwok node lease duration; kwok renews every quarter of it,
+	// well inside the default 20s NodeMonitorGracePeriod.
+	defaultNodeLeaseSeconds = 20
 )
 
 // NodeSpec describes a fake node.
@@ -37,12 +37,24 @@ type NodeSpec struct {
 	Labels map[string]string
 	// Allocatable overrides kwok's default capacity (1k CPUs, 1Ti memory, 1M pods).
 	Allocatable corev1.ResourceList
+	// Group, when set, puts the node under one kwok process shared by its group: cheap enough
+	// for a thousand nodes, but such nodes cannot fail one by one.
+	Group string
 }
 
 type nodeProc struct {
 	spec  NodeSpec
 	index int
 	proc  *process
+	// shared is set for grouped nodes: the group's one kwok, started once.
+	shared bool
+}
+
+func (s NodeSpec) kwokKey() string {
+	if s.Group != "" {
+		return "group-" + s.Group
+	}
+	return s.Name
 }
 
 // ThreeNodesTwoZones is the demo's and most tests' topology.
@@ -66,7 +78,7 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 				Name: s.Name,
 				Annotations: map[string]string{
 					kwokNodeAnnotation:  "fake",
-					managedByAnnotation: s.Name,
+					managedByAnnotation: s.kwokKey(),
 				},
 				Labels: map[string]string{
 					HostnameLabel:             s.Name,
@@ -91,9 +103,19 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 			return fmt.Errorf("creating node %s: %w", s.Name, err)
 		}
 		c.mu.Lock()
+		if s.Group != "" {
+			if g, ok := c.nodes[s.kwokKey()]; ok {
+				c.nodes[s.Name] = &nodeProc{spec: s, index: g.index, shared: true}
+				c.mu.Unlock()
+				continue
+			}
+		}
 		c.nextN++
-		np := &nodeProc{spec: s, index: c.nextN}
+		np := &nodeProc{spec: s, index: c.nextN, shared: s.Group != ""}
 		c.nodes[s.Name] = np
+		if s.Group != "" {
+			c.nodes[s.kwokKey()] = np
+		}
 		c.mu.Unlock()
 		if err := c.startKwok(np); err != nil {
 			return err
@@ -126,10 +148,10 @@ func (c *Cluster) startKwok(np *nodeProc) error {
 	args := []string{
 		"--kubeconfig=" + kc,
 		"--manage-all-nodes=false",
-		"--manage-nodes-with-annotation-selector=" + managedByAnnotation + "=" + np.spec.Name,
+		"--manage-nodes-with-annotation-selector=" + managedByAnnotation + "=" + np.spec.kwokKey(),
 		"--cidr=" + fmt.Sprintf("10.244.%d.0/24", np.index%250),
 		"--node-ip=" + fmt.Sprintf("10.240.%d.%d", np.index/250, np.index%250+1),
-		"--node-lease-duration-seconds=" + strconv.Itoa(nodeLeaseSeconds),
+		"--node-lease-duration-seconds=" + strconv.Itoa(c.nodeLeaseSeconds()),
 	}
 	for _, s := range stages {
 		args = append(args, "--config="+s)
@@ -153,6 +175,9 @@ func (c *Cluster) FailNode(name string) error {
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("node %s is not managed by this cluster", name)
+	}
+	if np.shared {
+		return fmt.Errorf("node %s shares its kwok with its group and cannot fail alone", name)
 	}
 	if np.proc == nil {
 		return fmt.Errorf("node %s has already failed", name)
@@ -237,4 +262,11 @@ func taintKeys(n *corev1.Node) []string {
 		out = append(out, t.Key+":"+string(t.Effect))
 	}
 	return out
+}
+
+func (c *Cluster) nodeLeaseSeconds() int {
+	if c.cfg.NodeLeaseDuration > 0 {
+		return int(c.cfg.NodeLeaseDuration / time.Second)
+	}
+	return defaultNodeLeaseSeconds
 }
