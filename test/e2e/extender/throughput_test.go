@@ -113,7 +113,9 @@ func schedulingRun(b *testing.B, nodes int, withExtender bool) (plain, consumers
 // from creation to all bound to nodes.
 func measure(b *testing.B, ctx context.Context, c *cluster.Cluster, nodes int, marked bool) (plain, consumers float64) {
 	t0 := time.Now()
-	progress := func(msg string) { fmt.Fprintf(os.Stderr, "throughput (extender %v) +%s: %s\n", marked, time.Since(t0).Round(time.Second), msg) }
+	progress := func(msg string) {
+		fmt.Fprintf(os.Stderr, "throughput (extender %v) +%s: %s\n", marked, time.Since(t0).Round(time.Second), msg)
+	}
 	specs := make([]cluster.NodeSpec, nodes)
 	for i := range specs {
 		specs[i] = cluster.NodeSpec{Name: fmt.Sprintf("n%04d", i), Zone: fmt.Sprintf("zone-%d", i%3), Group: "bulk"}
