@@ -75,3 +75,15 @@ func SkipE2E(pkg string, why error) int {
 	fmt.Printf("skipping %s e2e: %s\n", pkg, msg)
 	return 0
 }
+
+// BuildSharewarden builds the sharewarden binary from this checkout into dir and returns its
+// path, for e2e tests that run ShareWarden's roles as processes.
+func BuildSharewarden(dir string) (string, error) {
+	bin := filepath.Join(dir, "sharewarden")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sharewarden")
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building sharewarden: %w\n%s", err, out)
+	}
+	return bin, nil
+}

@@ -77,11 +77,9 @@ func buildSharewarden(t *testing.T) string {
 	if sharewBin != "" {
 		return sharewBin
 	}
-	bin := filepath.Join(workDir, "sharewarden")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sharewarden")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building sharewarden: %v\n%s", err, out)
+	bin, err := cluster.BuildSharewarden(workDir)
+	if err != nil {
+		t.Fatal(err)
 	}
 	sharewBin = bin
 	return bin

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -56,9 +55,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "sharewarden")
-	if out, err := exec.Command("go", "build", "-o", binary, "github.com/sharewarden/sharewarden/cmd/sharewarden").CombinedOutput(); err != nil {
-		fmt.Printf("building sharewarden: %v\n%s", err, out)
+	if binary, err = cluster.BuildSharewarden(dir); err != nil {
+		fmt.Println(err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -80,11 +80,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	env.binary = filepath.Join(dir, "sharewarden")
-	build := exec.Command("go", "build", "-o", env.binary, "github.com/sharewarden/sharewarden/cmd/sharewarden")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building sharewarden:", err)
+	if env.binary, err = cluster.BuildSharewarden(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()

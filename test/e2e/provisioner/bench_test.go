@@ -47,9 +47,9 @@ func BenchmarkProvision(b *testing.B) {
 	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 260, PVSize: "2Gi"}); err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(b.TempDir(), "sharewarden")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sharewarden/sharewarden/cmd/sharewarden").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
+	bin, err := cluster.BuildSharewarden(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(b.TempDir(), "controller.log"))
 	if err != nil {
