@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -280,7 +281,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		}))).
 		Watches(&corev1.Service{}, byLabels, owned).
 		Watches(&corev1.PersistentVolume{}, byLabels, owned).
-		Watches(&coordinationv1.Lease{}, byLabels, owned).
+		// A server renews its lease every few seconds; only a new holder or a fencing matters here.
+		Watches(&coordinationv1.Lease{}, byLabels, owned, builder.WithPredicates(leaseChanged())).
 		// One controller per manager; names repeat only when tests run several managers in a process.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: ptr.To(true)}).
 		Complete(r)
@@ -288,6 +290,20 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		return fmt.Errorf("building controller: %w", err)
 	}
 	return nil
+}
+
+// leaseChanged passes lease creations and deletions, and updates that change the holder or the
+// fencing annotations, but not plain renewals.
+func leaseChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*coordinationv1.Lease)
+		n, ok2 := e.ObjectNew.(*coordinationv1.Lease)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return ptr.Deref(o.Spec.HolderIdentity, "") != ptr.Deref(n.Spec.HolderIdentity, "") ||
+			o.Annotations[fencing.AnnotationFencedHolder] != n.Annotations[fencing.AnnotationFencedHolder]
+	}}
 }
 
 func claimKeyFromLabels(o client.Object) (client.ObjectKey, bool) {

@@ -1,6 +1,8 @@
 package provisioner
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +49,7 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 	st := *prev.DeepCopy()
 	st.ObservedGeneration = obs.Generation
 	st.ConsumerCount = obs.Consumers
-	st.Lease = obs.Lease
+	st.Lease = leaseStatus(prev.Lease, obs.Lease)
 
 	if obs.BackingClaim != nil {
 		st.BackingClaim = &swv1.ObjectRef{Namespace: obs.BackingClaim.Namespace, Name: obs.BackingClaim.Name}
@@ -144,6 +146,21 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 	}
 	cond(swv1.ConditionReady, ready, reason, msg)
 	return st
+}
+
+// LeaseStatusRefresh is how stale status.lease.renewTime may get while the same holder keeps
+// renewing: servers renew every few seconds, and writing each renewal into every volume's
+// status would cost the apiserver a write per volume per renewal. The Lease itself is exact.
+const LeaseStatusRefresh = time.Minute
+
+func leaseStatus(prev, cur *swv1.LeaseStatus) *swv1.LeaseStatus {
+	if prev == nil || cur == nil || prev.Holder != cur.Holder || prev.RenewTime == nil || cur.RenewTime == nil {
+		return cur
+	}
+	if cur.RenewTime.Sub(prev.RenewTime.Time) < LeaseStatusRefresh {
+		return prev
+	}
+	return cur
 }
 
 func pick(ok bool, yes, no string) string {

@@ -157,3 +157,26 @@ func TestComputeStatusFailover(t *testing.T) {
 }
 
 func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+func TestComputeStatusLeaseRenewalsAreThrottled(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	obs := func(holder string, renewed time.Duration) Observation {
+		o := serving("n1")
+		rt := metav1.NewMicroTime(t0.Add(renewed))
+		o.Lease = &swv1.LeaseStatus{Holder: holder, RenewTime: &rt}
+		return o
+	}
+	st := ComputeStatus(obs("a", 0), swv1.SharedVolumeStatus{}, metav1.NewTime(t0))
+	next := ComputeStatus(obs("a", 2*time.Second), st, metav1.NewTime(t0.Add(2*time.Second)))
+	if !next.Lease.RenewTime.Equal(st.Lease.RenewTime) {
+		t.Errorf("a renewal 2s later rewrote the status (%v -> %v)", st.Lease.RenewTime, next.Lease.RenewTime)
+	}
+	later := ComputeStatus(obs("a", LeaseStatusRefresh), st, metav1.NewTime(t0.Add(LeaseStatusRefresh)))
+	if later.Lease.RenewTime.Equal(st.Lease.RenewTime) {
+		t.Error("the renewal time never refreshes")
+	}
+	other := ComputeStatus(obs("b", time.Second), st, metav1.NewTime(t0.Add(time.Second)))
+	if other.Lease.Holder != "b" || other.Lease.RenewTime.Equal(st.Lease.RenewTime) {
+		t.Errorf("a new holder must show at once: %+v", other.Lease)
+	}
+}
