@@ -144,7 +144,8 @@ type SharedVolumeStatus struct {
 	// Server says where the NFS server runs.
 	// +optional
 	Server ServerStatus `json:"server,omitempty"`
-	// Lease is the server's lease as last seen.
+	// Lease is the server's lease as last seen: its holder at once, its renewal time refreshed
+	// at most once a minute while the holder stays (the Lease object itself is exact).
 	// +optional
 	Lease *LeaseStatus `json:"lease,omitempty"`
 	// ConsumerCount is the number of running pods that mount the claim.
