@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 func lease(holder string, seconds int32) *coordinationv1.Lease {
@@ -225,5 +227,54 @@ func TestHolderLosesToATakeover(t *testing.T) {
 	}
 	if c := context.Cause(serving); !errors.Is(c, ErrLeaseLost) || !strings.Contains(c.Error(), "other_9") {
 		t.Errorf("cause %v", c)
+	}
+}
+
+// TestHolderRetakesADeletedLease: a lease deleted under a live holder is created again by it,
+// and the holder keeps serving; a second holder then waits as for any held lease.
+func TestHolderRetakesADeletedLease(t *testing.T) {
+	cs := fake.NewClientset()
+	h := newHolder(t, cs, "p_1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serving, err := h.Gate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.CoordinationV1().Leases("sw").Delete(ctx, "sw-vol", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var l *coordinationv1.Lease
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if l, err = cs.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != "p_1" || l.Labels["sharewarden.io/volume"] != "vol" {
+		t.Fatalf("lease not retaken by its holder: %+v, %v", l, err)
+	}
+	time.Sleep(2 * time.Second) // past D - M: renewals go on against the new lease
+	if serving.Err() != nil {
+		t.Fatalf("stopped serving after the lease was deleted: %v", context.Cause(serving))
+	}
+}
+
+// TestLeaseFor: the lease the controller recreates names the running pod as holder, so the
+// Fencer judges it like the one deleted.
+func TestLeaseFor(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", UID: "u-1", Labels: map[string]string{swv1.LabelVolume: "vol"}}}
+	now := time.Now()
+	l := LeaseFor(pod, map[string]string{"a": "b"}, 0, now)
+	holder, wait := Verdict(l, now, now, time.Second)
+	if l.Name != "sw-vol" || l.Namespace != "sw" || holder != "sw-vol_u-1" || l.Labels["a"] != "b" || l.Labels[swv1.LabelComponent] != swv1.ComponentNFSServer {
+		t.Errorf("lease %+v", l)
+	}
+	if want := DefaultHolderOptions().Duration + time.Second; wait != want {
+		t.Errorf("a fresh lease is judged after %s, want the default duration plus margin %s", wait, want)
+	}
+	if p, uid := ParseHolder(holder); p != pod.Name || uid != pod.UID {
+		t.Errorf("holder %q parses to %s %s", holder, p, uid)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
@@ -31,7 +32,7 @@ const (
 var ErrLeaseLost = errors.New("volume lease lost")
 
 // LeaseName is the name of a volume's lease.
-func LeaseName(volumeID string) string { return "sw-" + volumeID }
+func LeaseName(volumeID string) string { return swv1.ObjectName(volumeID) }
 
 // HolderOptions configure a server's self-fencing lease.
 type HolderOptions struct {
@@ -125,6 +126,28 @@ func NewHolder(opts HolderOptions, leases coordclient.LeasesGetter, volumeID str
 		labels: leaseLabels(opts.Labels, volumeID),
 		now:    time.Now,
 	}, nil
+}
+
+// Identity is a server pod's holder identity, "podName_podUID" (see ParseHolder).
+func Identity(pod *corev1.Pod) string { return pod.Name + "_" + string(pod.UID) }
+
+// LeaseFor builds the lease of a running server pod whose Lease was deleted, held in the pod's
+// name and renewed at now: the live server goes on renewing it, and a dead one is fenced once it
+// expires, as if the lease had never gone.
+func LeaseFor(pod *corev1.Pod, labels map[string]string, duration time.Duration, now time.Time) *coordinationv1.Lease {
+	if duration < time.Second {
+		duration = DefaultHolderOptions().Duration
+	}
+	renewed := metav1.NewMicroTime(now)
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: LeaseName(pod.Labels[swv1.LabelVolume]), Labels: leaseLabels(labels, pod.Labels[swv1.LabelVolume])},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(Identity(pod)),
+			LeaseDurationSeconds: ptr.To(int32(duration / time.Second)),
+			AcquireTime:          &renewed,
+			RenewTime:            &renewed,
+		},
+	}
 }
 
 func leaseLabels(extra map[string]string, volumeID string) map[string]string {
@@ -251,6 +274,11 @@ func (h *Holder) renew(ctx context.Context, timeout time.Duration) (time.Time, e
 	cur := h.lease
 	h.mu.Unlock()
 	sent, err := h.write(ctx, cur)
+	if apierrors.IsNotFound(err) {
+		// Deleted under us. Nobody else can hold a lease that does not exist, and the pod's
+		// fixed name keeps any successor from starting, so take it again by creating it.
+		sent, err = h.write(ctx, nil)
+	}
 	if apierrors.IsConflict(err) {
 		fresh, gerr := h.get(ctx)
 		if gerr != nil {

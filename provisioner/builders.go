@@ -14,10 +14,6 @@ import (
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
-// Names of a volume's objects, all derived from the RWX claim's UID so that they are stable
-// across controller restarts and unique across namespaces.
-func objectName(claimUID string) string { return "sw-" + claimUID }
-
 // ExportPseudoPath is the NFSv4 pseudo path every server exports its volume at.
 const ExportPseudoPath = "/export"
 
@@ -38,6 +34,15 @@ type Volume struct {
 	// AvoidNodes are nodes servers of this volume were fenced off: a replacement must not
 	// land there, even if the scheduler extender is down (it is ignorable).
 	AvoidNodes []string
+	// DataSource of the backing claim: for a clone of another ShareWarden claim, that claim's
+	// backing claim (in ShareWarden's namespace, where the backing class's provisioner can
+	// clone it). Nil for an empty volume.
+	DataSource *corev1.TypedLocalObjectReference
+	// class is the managed class as seen (or last seen) for this pass.
+	class *swv1.ClassSnapshot
+	// ServiceIP pins the Service's ClusterIP: once a PV names an address, every mount uses it,
+	// so a recreated Service must take the same one. Empty lets the apiserver pick.
+	ServiceIP string
 }
 
 // ServerConfig is how the controller runs NFS server pods (from its flags).
@@ -74,22 +79,27 @@ func truncateLabel(s string) string {
 }
 
 // BackingClaimKey is where the backing claim lives.
-func (v Volume) BackingClaimKey() (ns, name string) { return v.Namespace, objectName(v.uid()) }
+func (v Volume) BackingClaimKey() (ns, name string) { return v.Namespace, swv1.ObjectName(v.uid()) }
 
 // ServerKey is the server pod's and the Service's namespace and name. A fixed pod name means
 // the apiserver itself guarantees at most one server pod per volume.
-func (v Volume) ServerKey() (ns, name string) { return v.Namespace, objectName(v.uid()) }
+func (v Volume) ServerKey() (ns, name string) { return v.Namespace, swv1.ObjectName(v.uid()) }
 
 // requestedSize is the RWX claim's storage request.
 func (v Volume) requestedSize() resource.Quantity {
 	return v.Claim.Spec.Resources.Requests[corev1.ResourceStorage]
 }
 
-// BackingClaim builds the RWO claim that holds the volume's data.
+// BackingClaim builds the RWO claim that holds the volume's data. It carries the volume's
+// protection finalizer and the reclaim policy the volume was made with.
 func BackingClaim(v Volume) *corev1.PersistentVolumeClaim {
 	ns, name := v.BackingClaimKey()
 	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: v.Labels()},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: ns, Labels: v.Labels(),
+			Annotations: map[string]string{swv1.AnnotationReclaimPolicy: string(v.Params.ReclaimPolicy)},
+			Finalizers:  []string{swv1.FinalizerVolumeProtection},
+		},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: ptr.To(v.BackingClass),
@@ -97,20 +107,21 @@ func BackingClaim(v Volume) *corev1.PersistentVolumeClaim {
 			Resources: corev1.VolumeResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceStorage: v.requestedSize()},
 			},
-			DataSource:    v.Claim.Spec.DataSource,
-			DataSourceRef: v.Claim.Spec.DataSourceRef,
+			DataSource: v.DataSource,
 		},
 	}
 }
 
-// Service builds the volume's stable ClusterIP Service: NFSv4 over TCP 2049 only.
+// Service builds the volume's stable ClusterIP Service: NFSv4 over TCP 2049 only, at the
+// pinned address when the volume has one, protected against a casual delete.
 func Service(v Volume) *corev1.Service {
 	ns, name := v.ServerKey()
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: v.Labels()},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: v.Labels(), Finalizers: []string{swv1.FinalizerVolumeProtection}},
 		Spec: corev1.ServiceSpec{
-			Type:     corev1.ServiceTypeClusterIP,
-			Selector: map[string]string{swv1.LabelVolume: v.uid(), swv1.LabelComponent: swv1.ComponentNFSServer},
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: v.ServiceIP,
+			Selector:  map[string]string{swv1.LabelVolume: v.uid(), swv1.LabelComponent: swv1.ComponentNFSServer},
 			Ports: []corev1.ServicePort{{
 				Name: "nfs", Protocol: corev1.ProtocolTCP, Port: swv1.NFSPort, TargetPort: intstr.FromInt32(swv1.NFSPort),
 			}},
@@ -226,8 +237,8 @@ func PersistentVolume(v Volume, serviceIP string, capacity resource.Quantity) *c
 			Labels: v.Labels(),
 			Annotations: map[string]string{
 				"pv.kubernetes.io/provisioned-by": swv1.Provisioner,
-				swv1.AnnotationBackingClaim:       v.Namespace + "/" + objectName(v.uid()),
-				swv1.AnnotationServer:             v.Namespace + "/" + objectName(v.uid()),
+				swv1.AnnotationBackingClaim:       v.Namespace + "/" + swv1.ObjectName(v.uid()),
+				swv1.AnnotationServer:             v.Namespace + "/" + swv1.ObjectName(v.uid()),
 			},
 		},
 		Spec: corev1.PersistentVolumeSpec{

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -41,25 +42,24 @@ const IndexPodClaims = "spec.volumes.persistentVolumeClaim.claimName"
 
 // Options configure `sharewarden controller`.
 type Options struct {
-	Kubeconfig              string
-	Namespace               string
-	BackingInClaimNamespace bool
-	ServerImage             string
-	ServerImagePullPolicy   string
-	ServerServiceAccount    string
-	ServerHealthPort        int32
-	ExportPath              string
-	ServerExtraArgs         []string
-	Workers                 int
-	FenceMargin             time.Duration
-	UnfenceSettle           time.Duration
-	EvictFencedConsumers    bool
-	OutOfServiceTaint       bool
-	KubeAPIQPS              float32
-	KubeAPIBurst            int
-	LeaderElect             bool
-	MetricsAddr             string
-	HealthAddr              string
+	Kubeconfig            string
+	Namespace             string
+	ServerImage           string
+	ServerImagePullPolicy string
+	ServerServiceAccount  string
+	ServerHealthPort      int32
+	ExportPath            string
+	ServerExtraArgs       []string
+	Workers               int
+	FenceMargin           time.Duration
+	UnfenceSettle         time.Duration
+	EvictFencedConsumers  bool
+	OutOfServiceTaint     bool
+	KubeAPIQPS            float32
+	KubeAPIBurst          int
+	LeaderElect           bool
+	MetricsAddr           string
+	HealthAddr            string
 }
 
 // NewOptions returns the defaults.
@@ -87,7 +87,6 @@ func NewOptions() Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (default: in-cluster config or $KUBECONFIG)")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace for backing claims, NFS server pods and Services, and for the leader-election lease")
-	fs.BoolVar(&o.BackingInClaimNamespace, "backing-in-claim-namespace", o.BackingInClaimNamespace, "put backing claims, servers and Services in each claim's namespace instead (tenants can then see and tamper with them)")
 	fs.StringVar(&o.ServerImage, "server-image", o.ServerImage, "image of the NFS server pods (sharewarden-nfs-server)")
 	fs.StringVar(&o.ServerImagePullPolicy, "server-image-pull-policy", o.ServerImagePullPolicy, "pull policy of the NFS server image")
 	fs.StringVar(&o.ServerServiceAccount, "server-service-account", o.ServerServiceAccount, "service account of the NFS server pods")
@@ -140,9 +139,9 @@ func (o *Options) Validate() error {
 
 func (o *Options) config() Config {
 	return Config{
-		UnfenceSettle:           o.UnfenceSettle,
-		Namespace:               o.Namespace,
-		BackingInClaimNamespace: o.BackingInClaimNamespace,
+		UnfenceSettle: o.UnfenceSettle,
+		Namespace:     o.Namespace,
+		LeaseDuration: fencing.DefaultHolderOptions().Duration,
 		Server: ServerConfig{
 			Image:           o.ServerImage,
 			ImagePullPolicy: corev1.PullPolicy(o.ServerImagePullPolicy),
@@ -281,6 +280,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		}))).
 		Watches(&corev1.Service{}, byLabels, owned).
 		Watches(&corev1.PersistentVolume{}, byLabels, owned).
+		// A managed or backing class coming back (or changing) resumes its volumes at once.
+		Watches(&storagev1.StorageClass{}, handler.EnqueueRequestsFromMapFunc(r.volumesOfClass)).
 		// A server renews its lease every few seconds; only a new holder or a fencing matters here.
 		Watches(&coordinationv1.Lease{}, byLabels, owned, builder.WithPredicates(leaseChanged())).
 		// One controller per manager; names repeat only when tests run several managers in a process.
@@ -290,6 +291,22 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		return fmt.Errorf("building controller: %w", err)
 	}
 	return nil
+}
+
+// volumesOfClass maps a storage class to the volumes made with it, as managed or backing class.
+func (r *Reconciler) volumesOfClass(ctx context.Context, o client.Object) []reconcile.Request {
+	svs := &swv1.SharedVolumeList{}
+	if err := r.Client.List(ctx, svs); err != nil {
+		log.FromContext(ctx).Error(err, "listing volumes of a storage class", "class", o.GetName())
+		return nil
+	}
+	var out []reconcile.Request
+	for _, sv := range svs.Items {
+		if sv.Spec.BackingStorageClass == o.GetName() || (sv.Status.StorageClass != nil && sv.Status.StorageClass.Name == o.GetName()) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sv)})
+		}
+	}
+	return out
 }
 
 // leaseChanged passes lease creations and deletions, and updates that change the holder or the

@@ -15,6 +15,9 @@ type Metrics struct {
 	timeToReady prometheus.Histogram
 	readyTotal  prometheus.Counter
 	failover    prometheus.Histogram
+	steps       *prometheus.CounterVec
+	problems    *prometheus.CounterVec
+	ipConflicts prometheus.Counter
 }
 
 // NewMetrics registers the provisioner's metrics with reg.
@@ -35,6 +38,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Volumes that reached Ready (first time or after a failover).",
 		}),
 	}
+	m.steps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sharewarden_provisioning_steps_total",
+		Help: "Writes of the provisioning and release path, by step (SharedVolumeCreated, BackingClaimCreated, ServiceCreated, ServerPodCreated, PVCreated, ReleaseStarted, ServerDeleted, Released).",
+	}, []string{"step"})
+	m.problems = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sharewarden_volume_problems_total",
+		Help: "Warning Events about volumes, by reason (e.g. ManagedClassMissing, ServiceIPTaken, DeletionHeld).",
+	}, []string{"reason"})
+	m.ipConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sharewarden_service_ip_conflicts_total",
+		Help: "Times a volume's Service could not be kept at the ClusterIP its PV names (address taken, or a Service found elsewhere).",
+	})
+	m.steps = register(reg, m.steps)
+	m.problems = register(reg, m.problems)
+	m.ipConflicts = register(reg, m.ipConflicts)
 	m.timeToReady = register(reg, m.timeToReady)
 	m.readyTotal = register(reg, m.readyTotal)
 	m.failover = register(reg, m.failover)
@@ -65,5 +83,23 @@ func (m *Metrics) observeReady(sv *swv1.SharedVolume, st swv1.SharedVolumeStatus
 		m.timeToReady.Observe(now.Sub(sv.CreationTimestamp.Time).Seconds())
 	case st.LastFailover != nil && st.LastFailover.Duration != nil:
 		m.failover.Observe(st.LastFailover.Duration.Seconds())
+	}
+}
+
+func (m *Metrics) observeStep(s Step) {
+	if m != nil {
+		m.steps.WithLabelValues(string(s)).Inc()
+	}
+}
+
+func (m *Metrics) problem(reason string) {
+	if m != nil {
+		m.problems.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) serviceIPConflict() {
+	if m != nil {
+		m.ipConflicts.Inc()
 	}
 }

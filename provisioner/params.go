@@ -137,3 +137,23 @@ func ParseClassParams(sc *storagev1.StorageClass) (ClassParams, error) {
 	}
 	return p, nil
 }
+
+// SnapshotClass records what of the managed class a volume needs to go on without it.
+func SnapshotClass(sc *storagev1.StorageClass) *swv1.ClassSnapshot {
+	snap := &swv1.ClassSnapshot{Name: sc.Name, Parameters: sc.Parameters, MountOptions: sc.MountOptions}
+	if sc.ReclaimPolicy != nil {
+		snap.ReclaimPolicy = string(*sc.ReclaimPolicy)
+	}
+	return snap
+}
+
+// ClassFromSnapshot rebuilds the class a snapshot was taken of, for ParseClassParams.
+func ClassFromSnapshot(snap *swv1.ClassSnapshot) *storagev1.StorageClass {
+	sc := &storagev1.StorageClass{Provisioner: swv1.Provisioner, Parameters: snap.Parameters, MountOptions: snap.MountOptions}
+	sc.Name = snap.Name
+	if snap.ReclaimPolicy != "" {
+		p := corev1.PersistentVolumeReclaimPolicy(snap.ReclaimPolicy)
+		sc.ReclaimPolicy = &p
+	}
+	return sc
+}

@@ -3,6 +3,8 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -10,6 +12,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -41,34 +44,62 @@ const (
 	ReasonNoBackingClass      = "NoBackingClass"
 	ReasonBackingClassMissing = "BackingClassMissing"
 	ReasonManagedClassMissing = "ManagedClassMissing"
+	ReasonManagedClassBack    = "ManagedClassRestored"
 	ReasonConflict            = "ObjectConflict"
+	ReasonBadDataSource       = "InvalidDataSource"
+	ReasonServiceIPTaken      = "ServiceIPTaken"
+	ReasonServiceIPChanged    = "ServiceIPChanged"
+	ReasonObjectDeleting      = "DeletionHeld"
+	ReasonLeaseRecreated      = "LeaseRecreated"
+	ReasonViewRecreated       = "SharedVolumeRecreated"
 	ReasonDeleted             = "VolumeDeleted"
 	ReasonRetained            = "VolumeRetained"
 )
 
 // Config is what the reconciler needs from the controller's options.
 type Config struct {
-	// Namespace holds backing claims, server pods and Services (ShareWarden's own namespace),
-	// unless BackingInClaimNamespace puts them next to each claim.
-	Namespace               string
-	BackingInClaimNamespace bool
-	Server                  ServerConfig
+	// Namespace holds backing claims, server pods, Services and Leases (ShareWarden's own).
+	Namespace string
+	Server    ServerConfig
 	// UnfenceSettle is how long a fenced node must be Ready again before a volume forgets it.
 	UnfenceSettle time.Duration
+	// LeaseDuration is written into a server's Lease the controller recreates for it.
+	LeaseDuration time.Duration
 }
 
+// Step is one write of the provisioning path, in order.
+type Step string
+
+// The provisioning steps, in the order a new volume takes them, and the release steps.
+const (
+	StepSharedVolume Step = "SharedVolumeCreated"
+	StepBackingClaim Step = "BackingClaimCreated"
+	StepService      Step = "ServiceCreated"
+	StepServerPod    Step = "ServerPodCreated"
+	StepPV           Step = "PVCreated"
+	StepReleaseBegin Step = "ReleaseStarted"
+	StepServerGone   Step = "ServerDeleted"
+	StepReleased     Step = "Released"
+)
+
 // Reconciler turns each claim on a ShareWarden-managed class into a backing claim, an NFS
-// server pod, a Service and a bound NFS PV, and removes or retains them when the claim goes.
-// It is keyed by the claim's namespace/name, which is also its SharedVolume's.
+// server pod, a Service and a bound NFS PV, and releases them when, and only when, the user
+// deletes the claim (docs/deletion in README: a missing class, Service, pod, Lease or
+// SharedVolume is repaired or reported, never a reason to delete). It is keyed by the claim's
+// namespace/name, which is also its SharedVolume's.
 type Reconciler struct {
 	Client client.Client
-	// Reader reads past the cache; Services and PVs are cached only when ShareWarden made them,
-	// so a name clash with someone else's object is checked here.
+	// Reader reads past the cache: a claim missing from the cache is confirmed gone here before
+	// anything is released, and Services and PVs are cached only when ShareWarden made them,
+	// so a name clash with someone else's object is checked here too.
 	Reader   client.Reader
 	Recorder events.EventRecorder
 	Metrics  *Metrics
 	Config   Config
 	Now      func() time.Time
+	// OnStep, when set, is called after each step's write succeeded (for step metrics and for
+	// the crash-at-every-step tests).
+	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
 }
 
 // problemRequeue is how soon a blocked volume is looked at again when no watch will tell.
@@ -88,27 +119,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("getting claim: %w", err)
 	}
-	if claim != nil {
-		managed, err := r.isManaged(ctx, claim)
-		if err != nil {
-			return ctrl.Result{}, err
+	if sv != nil {
+		if claim == nil || string(claim.UID) != sv.Spec.ClaimUID {
+			// The claim this SharedVolume served looks gone or replaced: release its volume once
+			// the apiserver confirms it; a new claim of the same name comes after.
+			return r.releaseIfClaimGone(ctx, req.NamespacedName, sv.Spec.ClaimUID, sv)
 		}
-		if !managed {
-			claim = nil
+		if sv.DeletionTimestamp != nil {
+			return r.recreateView(ctx, claim, sv)
 		}
-	}
-	// The claim this SharedVolume served is gone (or replaced by a new one of the same name):
-	// clean up first; a new claim is provisioned once the old volume is gone.
-	if sv != nil && (claim == nil || string(claim.UID) != sv.Spec.ClaimUID) {
-		return r.cleanup(ctx, sv)
+		return r.provision(ctx, claim, sv)
 	}
 	if claim == nil {
-		return ctrl.Result{}, nil
+		return r.releaseOrphans(ctx, req.NamespacedName, "")
 	}
-	return r.provision(ctx, claim, sv)
+	managed, err := r.isManaged(ctx, claim)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !managed {
+		return r.releaseOrphans(ctx, req.NamespacedName, string(claim.UID))
+	}
+	if res, err := r.releaseOrphans(ctx, req.NamespacedName, string(claim.UID)); err != nil || !res.IsZero() {
+		return res, err
+	}
+	return r.provision(ctx, claim, nil)
 }
 
-// isManaged tells whether the claim is on a class provisioned by ShareWarden.
+// isManaged tells whether ShareWarden provisions the claim: its class names ShareWarden's
+// provisioner, or, while that class is missing, the claim is bound to a ShareWarden PV or was
+// rewritten by the webhook.
 func (r *Reconciler) isManaged(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
 	name := ptr.Deref(claim.Spec.StorageClassName, "")
 	if name == "" {
@@ -116,48 +156,64 @@ func (r *Reconciler) isManaged(ctx context.Context, claim *corev1.PersistentVolu
 	}
 	sc := &storagev1.StorageClass{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, sc); apierrors.IsNotFound(err) {
-		return false, nil
+		return claim.Spec.VolumeName == PVName(string(claim.UID)) || claim.Annotations[swv1.AnnotationBackingStorageClass] != "", nil
 	} else if err != nil {
 		return false, fmt.Errorf("getting class %s: %w", name, err)
 	}
 	return sc.Provisioner == swv1.Provisioner, nil
 }
 
-func (r *Reconciler) namespaceFor(claim *corev1.PersistentVolumeClaim) string {
-	if r.Config.BackingInClaimNamespace {
-		return claim.Namespace
+func (r *Reconciler) step(ctx context.Context, s Step, claim types.NamespacedName) {
+	r.Metrics.observeStep(s)
+	if r.OnStep != nil {
+		r.OnStep(ctx, s, claim)
 	}
-	return r.Config.Namespace
 }
 
 func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolumeClaim, sv *swv1.SharedVolume) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
+	key := client.ObjectKeyFromObject(claim)
+	var prevStatus swv1.SharedVolumeStatus
+	if sv != nil {
+		prevStatus = sv.Status
+	}
 	obs := Observation{}
-	vol, problem, err := r.resolve(ctx, claim)
+	vol, problem, warnings, err := r.resolve(ctx, claim, prevStatus.StorageClass)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	obs.Class, obs.Warnings = vol.class, warnings
 	if sv == nil {
 		sv = SharedVolumeFor(claim, vol.BackingClass)
-		if err := r.Client.Create(ctx, sv); err != nil {
+		if err := r.Client.Create(ctx, sv); apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil // an old one still being removed
+		} else if err != nil {
 			return ctrl.Result{}, fmt.Errorf("creating SharedVolume: %w", err)
 		}
-		logger.Info("volume seen", "claim", claim.Namespace+"/"+claim.Name, "uid", claim.UID)
+		logger.Info("volume seen", "claim", key.String(), "uid", claim.UID)
+		r.step(ctx, StepSharedVolume, key)
 	}
 	prev := *sv.Status.DeepCopy()
 	if problem != nil {
 		obs.Problem = problem
 		if prev.Phase == "" || prev.Conditions == nil || readyReason(prev) != problem.Reason {
-			r.event(claim, corev1.EventTypeWarning, problem.Reason, "Provision", problem.Message)
+			r.warn(claim, problem, "Provision")
 		}
-		return r.finish(ctx, sv, obs, prev, ctrl.Result{RequeueAfter: problemRequeue})
+		return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: problemRequeue})
 	}
 
-	if obs.BackingClaim, obs.Problem, err = r.ensureBackingClaim(ctx, claim, vol); err != nil || obs.Problem != nil {
-		return r.finishErr(ctx, sv, obs, prev, err)
+	// The PV, once it exists, is the record of the address every mount uses.
+	if obs.PV, obs.Problem, err = r.observePV(ctx, vol); err != nil || obs.Problem != nil {
+		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
-	if obs.Service, obs.Problem, err = r.ensureService(ctx, claim, vol); err != nil || obs.Problem != nil {
-		return r.finishErr(ctx, sv, obs, prev, err)
+	if obs.PV != nil && obs.PV.Spec.NFS != nil {
+		vol.ServiceIP = obs.PV.Spec.NFS.Server
+	}
+	if obs.BackingClaim, obs.Problem, err = r.ensureBackingClaim(ctx, claim, vol, &obs); err != nil || obs.Problem != nil {
+		return r.blocked(ctx, claim, sv, obs, prev, err)
+	}
+	if obs.Service, obs.Problem, err = r.ensureService(ctx, claim, vol, &obs); err != nil || obs.Problem != nil {
+		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
 	if err := r.observeLease(ctx, vol, prev, &obs); err != nil {
 		return ctrl.Result{}, err
@@ -165,14 +221,21 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	// A fenced server's node goes into the status before a replacement exists, so the
 	// scheduler extender keeps the replacement off it.
 	if obs.LeaseExpired && obs.FencedNode != "" && !contains(prev.FencedNodes, obs.FencedNode) {
-		return r.finish(ctx, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
+		return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
 	}
 	vol.AvoidNodes = prev.FencedNodes
 	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev); err != nil || obs.Problem != nil {
-		return r.finishErr(ctx, sv, obs, prev, err)
+		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
-	if obs.PV, obs.Problem, err = r.ensurePV(ctx, claim, vol, obs); err != nil || obs.Problem != nil {
-		return r.finishErr(ctx, sv, obs, prev, err)
+	if err := r.ensureLease(ctx, claim, vol, &obs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if obs.PV == nil {
+		if obs.PV, obs.Problem, err = r.createPV(ctx, claim, vol, obs); err != nil || obs.Problem != nil {
+			return r.blocked(ctx, claim, sv, obs, prev, err)
+		}
+	} else if err := r.resizePV(ctx, obs.PV, backingCapacity(obs.BackingClaim, vol.requestedSize())); err != nil {
+		return ctrl.Result{}, err
 	}
 	obs.ClaimBound = obs.PV != nil && claim.Status.Phase == corev1.ClaimBound && claim.Spec.VolumeName == obs.PV.Name
 	if obs.ClaimBound && obs.PV != nil {
@@ -187,7 +250,10 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if len(prev.FencedNodes) > 0 {
 		res.RequeueAfter = r.Config.UnfenceSettle/2 + time.Second // to forget nodes once settled
 	}
-	return r.finish(ctx, sv, obs, prev, res)
+	if len(obs.Warnings) > 0 {
+		res.RequeueAfter = problemRequeue // a missing class is not watched by name
+	}
+	return r.finish(ctx, claim, sv, obs, prev, res)
 }
 
 // observeLease reads the server's lease: who holds it, and whether the Fencer released it from
@@ -200,6 +266,7 @@ func (r *Reconciler) observeLease(ctx context.Context, vol Volume, prev swv1.Sha
 	} else if err != nil {
 		return fmt.Errorf("getting server lease: %w", err)
 	}
+	obs.leaseMissing = lease == nil
 	if lease != nil {
 		obs.Lease = &swv1.LeaseStatus{Holder: ptr.Deref(lease.Spec.HolderIdentity, ""), RenewTime: lease.Spec.RenewTime}
 		if obs.Lease.Holder == "" && lease.Annotations[fencing.AnnotationFencedHolder] != "" {
@@ -226,6 +293,26 @@ func (r *Reconciler) observeLease(ctx context.Context, vol Volume, prev swv1.Sha
 	return nil
 }
 
+// ensureLease gives a running server whose Lease was deleted a new one in its own name, renewed
+// now: a live server renews it as before, a dead one is fenced once it expires. Without it a
+// server that died after its Lease was deleted would never be failed over.
+func (r *Reconciler) ensureLease(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs *Observation) error {
+	pod := obs.ServerPod
+	if !obs.leaseMissing || pod == nil || pod.UID == "" || pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+		return nil
+	}
+	lease := fencing.LeaseFor(pod, vol.Labels(), r.Config.LeaseDuration, r.now())
+	if err := r.Client.Create(ctx, lease); apierrors.IsAlreadyExists(err) {
+		return nil // the server recreated it first
+	} else if err != nil {
+		return fmt.Errorf("recreating server lease: %w", err)
+	}
+	obs.Lease = &swv1.LeaseStatus{Holder: ptr.Deref(lease.Spec.HolderIdentity, ""), RenewTime: lease.Spec.RenewTime}
+	r.event(claim, corev1.EventTypeWarning, ReasonLeaseRecreated, "Repair", fmt.Sprintf(
+		"the Lease %s/%s of NFS server %s was deleted; recreated it in the server's name so that the server can go on renewing it and is failed over if it stops", lease.Namespace, lease.Name, pod.Name))
+	return nil
+}
+
 func readyReason(st swv1.SharedVolumeStatus) string {
 	for _, c := range st.Conditions {
 		if c.Type == swv1.ConditionReady {
@@ -235,20 +322,30 @@ func readyReason(st swv1.SharedVolumeStatus) string {
 	return ""
 }
 
-// resolve gathers the facts a volume needs: the managed class's parameters and the backing class.
-func (r *Reconciler) resolve(ctx context.Context, claim *corev1.PersistentVolumeClaim) (Volume, *Problem, error) {
-	vol := Volume{Claim: claim, Namespace: r.namespaceFor(claim), Server: r.Config.Server}
-	managed := &storagev1.StorageClass{}
+// resolve gathers the facts a volume needs: the managed class's parameters (or, while the class
+// is missing, those last seen), the backing class's name and the backing claim's data source.
+// A problem blocks provisioning; warnings do not.
+func (r *Reconciler) resolve(ctx context.Context, claim *corev1.PersistentVolumeClaim, seen *swv1.ClassSnapshot) (Volume, *Problem, []Problem, error) {
+	vol := Volume{Claim: claim, Namespace: r.Config.Namespace, Server: r.Config.Server}
+	var warnings []Problem
 	name := ptr.Deref(claim.Spec.StorageClassName, "")
+	managed := &storagev1.StorageClass{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, managed); apierrors.IsNotFound(err) {
-		return vol, &Problem{Reason: ReasonManagedClassMissing, Message: fmt.Sprintf("storage class %s does not exist", name)}, nil
+		msg := fmt.Sprintf("storage class %s does not exist", name)
+		if seen == nil || seen.Name != name {
+			return vol, &Problem{Reason: ReasonManagedClassMissing, Message: msg + "; recreate it (helm install) to provision this claim"}, nil, nil
+		}
+		managed = ClassFromSnapshot(seen)
+		warnings = append(warnings, Problem{Reason: ReasonManagedClassMissing, Message: msg +
+			"; the volume keeps serving with the class's last seen parameters, and nothing is deleted. Recreate the class (helm install) to resume reconciling with it"})
 	} else if err != nil {
-		return vol, nil, fmt.Errorf("getting class %s: %w", name, err)
+		return vol, nil, nil, fmt.Errorf("getting class %s: %w", name, err)
 	}
+	vol.class = SnapshotClass(managed)
 	params, err := ParseClassParams(managed)
 	vol.Params = params
 	if err != nil {
-		return vol, &Problem{Reason: ReasonInvalidClass, Message: err.Error() + "; fix the class parameters", Fatal: true}, nil
+		return vol, &Problem{Reason: ReasonInvalidClass, Message: err.Error() + "; fix the class parameters", Fatal: true}, warnings, nil
 	}
 	vol.BackingClass = claim.Annotations[swv1.AnnotationBackingStorageClass]
 	if vol.BackingClass == "" {
@@ -256,48 +353,182 @@ func (r *Reconciler) resolve(ctx context.Context, claim *corev1.PersistentVolume
 	}
 	if vol.BackingClass == "" {
 		return vol, &Problem{Reason: ReasonNoBackingClass, Fatal: true, Message: fmt.Sprintf(
-			"claim names no backing class and class %s has no %q parameter; set one of them", name, swv1.ParameterBackingStorageClass)}, nil
+			"claim names no backing class and class %s has no %q parameter; set one of them", name, swv1.ParameterBackingStorageClass)}, warnings, nil
 	}
 	if vol.BackingClass == name {
-		return vol, &Problem{Reason: ReasonNoBackingClass, Fatal: true, Message: "the managed class cannot back itself; name a ReadWriteOnce class"}, nil
+		return vol, &Problem{Reason: ReasonNoBackingClass, Fatal: true, Message: "the managed class cannot back itself; name a ReadWriteOnce class"}, warnings, nil
 	}
-	backing := &storagev1.StorageClass{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: vol.BackingClass}, backing); apierrors.IsNotFound(err) {
-		return vol, &Problem{Reason: ReasonBackingClassMissing, Message: fmt.Sprintf(
-			"backing storage class %s does not exist; create it or change the claim's %s annotation", vol.BackingClass, swv1.AnnotationBackingStorageClass)}, nil
+	ds, p, err := r.backingDataSource(ctx, claim, vol.BackingClass)
+	if err != nil || p != nil {
+		return vol, p, warnings, err
+	}
+	vol.DataSource = ds
+	return vol, nil, warnings, nil
+}
+
+// backingDataSource maps the RWX claim's data source onto the backing claim's: a clone of
+// another ShareWarden claim becomes a clone of that claim's backing claim. Anything else cannot
+// be reached from ShareWarden's namespace (the webhook refuses it; this covers claims written
+// while it was bypassed).
+func (r *Reconciler) backingDataSource(ctx context.Context, claim *corev1.PersistentVolumeClaim, backingClass string) (*corev1.TypedLocalObjectReference, *Problem, error) {
+	var group, kind, name string
+	switch {
+	case claim.Spec.DataSourceRef != nil:
+		ref := claim.Spec.DataSourceRef
+		group, kind, name = ptr.Deref(ref.APIGroup, ""), ref.Kind, ref.Name
+		if ns := ptr.Deref(ref.Namespace, ""); ns != "" && ns != claim.Namespace {
+			return nil, &Problem{Reason: ReasonBadDataSource, Fatal: true, Message: "a data source in another namespace cannot be passed on to the backing claim; create the claim without it"}, nil
+		}
+	case claim.Spec.DataSource != nil:
+		group, kind, name = ptr.Deref(claim.Spec.DataSource.APIGroup, ""), claim.Spec.DataSource.Kind, claim.Spec.DataSource.Name
+	default:
+		return nil, nil, nil
+	}
+	if group != "" || kind != "PersistentVolumeClaim" {
+		return nil, &Problem{Reason: ReasonBadDataSource, Fatal: true, Message: fmt.Sprintf(
+			"data source %s %s cannot be reached from ShareWarden's namespace, where the backing claim lives; clone a ShareWarden ReadWriteMany claim instead, or create the claim empty", kind, name)}, nil
+	}
+	src := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: claim.Namespace, Name: name}, src); apierrors.IsNotFound(err) {
+		return nil, &Problem{Reason: ReasonBadDataSource, Message: fmt.Sprintf("the claim to clone, %s, does not exist (yet)", name)}, nil
 	} else if err != nil {
-		return vol, nil, fmt.Errorf("getting backing class %s: %w", vol.BackingClass, err)
+		return nil, nil, fmt.Errorf("getting clone source %s: %w", name, err)
 	}
-	return vol, nil, nil
+	managed, err := r.isManaged(ctx, src)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !managed {
+		return nil, &Problem{Reason: ReasonBadDataSource, Fatal: true, Message: fmt.Sprintf(
+			"claim %s is not a ShareWarden volume, so its data is not reachable from ShareWarden's namespace; clone a ShareWarden ReadWriteMany claim instead", name)}, nil
+	}
+	srcBacking := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Config.Namespace, Name: swv1.ObjectName(string(src.UID))}, srcBacking); apierrors.IsNotFound(err) {
+		return nil, &Problem{Reason: ReasonBadDataSource, Message: fmt.Sprintf("the backing claim of %s does not exist yet; the clone waits for it", name)}, nil
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("getting the clone source's backing claim: %w", err)
+	}
+	if c := ptr.Deref(srcBacking.Spec.StorageClassName, ""); c != backingClass {
+		return nil, &Problem{Reason: ReasonBadDataSource, Fatal: true, Message: fmt.Sprintf(
+			"claim %s is backed by class %s and this claim by %s: a backing class's provisioner clones only its own volumes; back the clone with %s", name, c, backingClass, c)}, nil
+	}
+	return &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: srcBacking.Name}, nil, nil
+}
+
+// ensure is the one create-or-adopt path of every object the controller owns: it reads the
+// object named like want into got, or creates want. An object found, or found in the way of a
+// create, is used only if the controller made it for this volume.
+func ensure[T client.Object](ctx context.Context, r *Reconciler, want, got T, vol Volume) (created bool, problem *Problem, err error) {
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, nil, fmt.Errorf("getting %s: %w", describe(want), err)
+	}
+	if apierrors.IsNotFound(err) {
+		createErr := r.Client.Create(ctx, want)
+		if createErr == nil {
+			return true, nil, nil
+		}
+		if !apierrors.IsAlreadyExists(createErr) {
+			return false, nil, fmt.Errorf("creating %s: %w", describe(want), createErr)
+		}
+		// Taken meanwhile, or by an object the cache does not hold: look past the cache.
+		reader := r.Reader
+		if reader == nil {
+			reader = r.Client
+		}
+		if err := reader.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+			return false, nil, fmt.Errorf("getting %s: %w", describe(want), err)
+		}
+	}
+	return false, r.checkOurs(got, vol), nil
+}
+
+func describe(o client.Object) string {
+	kind := strings.TrimPrefix(fmt.Sprintf("%T", o), "*v1.")
+	if o.GetNamespace() == "" {
+		return kind + " " + o.GetName()
+	}
+	return kind + " " + o.GetNamespace() + "/" + o.GetName()
+}
+
+// checkOurs refuses to wire a claim to an object the controller did not create for it.
+func (r *Reconciler) checkOurs(obj client.Object, vol Volume) *Problem {
+	if obj.GetLabels()[swv1.LabelClaimUID] == vol.uid() && obj.GetLabels()[swv1.LabelManagedBy] == swv1.ManagedByController {
+		return nil
+	}
+	return &Problem{Reason: ReasonConflict, Fatal: true, Message: fmt.Sprintf(
+		"%s exists but was not created by ShareWarden for this claim; refusing to use it (delete or rename it)", describe(obj))}
+}
+
+// protect puts the volume-protection finalizer back on an object that lost it (one made before
+// it existed, or one whose finalizer was removed by hand).
+func (r *Reconciler) protect(ctx context.Context, obj client.Object) error {
+	if obj.GetDeletionTimestamp() != nil || controllerutil.ContainsFinalizer(obj, swv1.FinalizerVolumeProtection) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(obj, swv1.FinalizerVolumeProtection)
+	if err := r.Client.Patch(ctx, obj, patch); err != nil {
+		return fmt.Errorf("protecting %s: %w", describe(obj), err)
+	}
+	return nil
+}
+
+// heldWarning reports an object of a live volume that someone deleted: the protection finalizer
+// holds it, and it goes on working, until the claim is deleted.
+func heldWarning(obj client.Object, what string) *Problem {
+	if obj.GetDeletionTimestamp() == nil {
+		return nil
+	}
+	return &Problem{Reason: ReasonObjectDeleting, Message: fmt.Sprintf(
+		"%s (%s) was deleted while the volume uses it; %s keeps it, working, until the claim itself is deleted, which is how to delete the volume",
+		describe(obj), what, swv1.FinalizerVolumeProtection)}
 }
 
 // ensureBackingClaim creates the backing claim, or checks the one found is ours and big enough.
-func (r *Reconciler) ensureBackingClaim(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume) (*corev1.PersistentVolumeClaim, *Problem, error) {
+func (r *Reconciler) ensureBackingClaim(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs *Observation) (*corev1.PersistentVolumeClaim, *Problem, error) {
+	backingClass := &storagev1.StorageClass{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: vol.BackingClass}, backingClass); apierrors.IsNotFound(err) {
+		backingClass = nil
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("getting backing class %s: %w", vol.BackingClass, err)
+	}
 	want := BackingClaim(vol)
 	got := &corev1.PersistentVolumeClaim{}
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
-	if apierrors.IsNotFound(err) {
-		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			r.event(claim, corev1.EventTypeWarning, ReasonBackingClaimPending, "Provision", "cannot create backing claim: "+err.Error())
-			return nil, nil, fmt.Errorf("creating backing claim: %w", err)
+	if backingClass == nil {
+		// Only a new volume needs its backing class; an existing one keeps its data and serves.
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got); apierrors.IsNotFound(err) {
+			return nil, &Problem{Reason: ReasonBackingClassMissing, Message: fmt.Sprintf(
+				"backing storage class %s does not exist; create it or change the claim's %s annotation", vol.BackingClass, swv1.AnnotationBackingStorageClass)}, nil
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("getting backing claim: %w", err)
 		}
-		r.event(claim, corev1.EventTypeNormal, ReasonBackingClaimCreated, "Provision",
-			fmt.Sprintf("created backing claim %s/%s (%s, class %s)", want.Namespace, want.Name, quantity(vol.requestedSize()), vol.BackingClass))
-		return want, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("getting backing claim: %w", err)
+		obs.Warnings = append(obs.Warnings, Problem{Reason: ReasonBackingClassMissing, Message: fmt.Sprintf(
+			"backing storage class %s does not exist; the volume keeps its data and serves, but cannot grow until the class is back", vol.BackingClass)})
 	}
-	if p := r.checkOurs(got, vol); p != nil {
+	created, p, err := ensure(ctx, r, want, got, vol)
+	if err != nil {
+		r.event(claim, corev1.EventTypeWarning, ReasonBackingClaimPending, "Provision", "cannot create backing claim: "+err.Error())
+		return nil, nil, err
+	}
+	if p != nil {
 		return nil, p, nil
+	}
+	if created {
+		r.event(claim, corev1.EventTypeNormal, ReasonBackingClaimCreated, "Provision",
+			fmt.Sprintf("created backing claim %s/%s (%s, class %s)", want.Namespace, want.Name, ptr.To(vol.requestedSize()).String(), vol.BackingClass))
+		r.step(ctx, StepBackingClaim, client.ObjectKeyFromObject(claim))
+		return want, nil, nil
+	}
+	if w := heldWarning(got, "it holds the volume's data"); w != nil {
+		obs.Warnings = append(obs.Warnings, *w)
+	} else if err := r.protect(ctx, got); err != nil {
+		return nil, nil, err
 	}
 	// Expansion: the backing claim follows the RWX claim's request.
 	size, have := vol.requestedSize(), got.Spec.Resources.Requests[corev1.ResourceStorage]
-	if size.Cmp(have) > 0 {
-		backing := &storagev1.StorageClass{}
-		if err := r.Client.Get(ctx, types.NamespacedName{Name: vol.BackingClass}, backing); err != nil {
-			return nil, nil, fmt.Errorf("getting backing class: %w", err)
-		}
-		if !ptr.Deref(backing.AllowVolumeExpansion, false) {
+	if size.Cmp(have) > 0 && backingClass != nil && got.DeletionTimestamp == nil {
+		if !ptr.Deref(backingClass.AllowVolumeExpansion, false) {
 			r.event(claim, corev1.EventTypeWarning, ReasonCannotExpand, "Resize", fmt.Sprintf(
 				"backing class %s does not allow volume expansion; the volume stays %s", vol.BackingClass, have.String()))
 			return got, nil, nil
@@ -312,53 +543,43 @@ func (r *Reconciler) ensureBackingClaim(ctx context.Context, claim *corev1.Persi
 	return got, nil, nil
 }
 
-// checkOurs refuses to wire a claim to an object the controller did not create for it.
-func (r *Reconciler) checkOurs(obj client.Object, vol Volume) *Problem {
-	if obj.GetLabels()[swv1.LabelClaimUID] == vol.uid() && obj.GetLabels()[swv1.LabelManagedBy] == swv1.ManagedByController {
-		return nil
-	}
-	kind := fmt.Sprintf("%T", obj)
-	return &Problem{Reason: ReasonConflict, Fatal: true, Message: fmt.Sprintf(
-		"%s %s/%s exists but was not created by ShareWarden for this claim; refusing to use it (delete or rename it)",
-		kind, obj.GetNamespace(), obj.GetName())}
-}
-
-// created returns want after a Create, or, when the name was taken meanwhile or by an object
-// the cache does not hold, the object there now, checked to be ours.
-func (r *Reconciler) created(ctx context.Context, want client.Object, vol Volume, createErr error) (*Problem, error) {
-	if createErr == nil {
-		return nil, nil
-	}
-	if !apierrors.IsAlreadyExists(createErr) {
-		return nil, createErr
-	}
-	reader := r.Reader
-	if reader == nil {
-		reader = r.Client
-	}
-	if err := reader.Get(ctx, client.ObjectKeyFromObject(want), want); err != nil {
-		return nil, err
-	}
-	return r.checkOurs(want, vol), nil
-}
-
-// ensureService creates the Service once; it is never recreated, so its ClusterIP, which
-// clients mount, stays the same for the volume's whole life.
-func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume) (*corev1.Service, *Problem, error) {
+// ensureService keeps the volume's Service at one ClusterIP for the volume's whole life: once
+// the PV names an address, a missing Service is recreated at that address, a Service at any
+// other address is replaced, and the volume is never reported Ready elsewhere.
+func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs *Observation) (*corev1.Service, *Problem, error) {
 	want := Service(vol)
 	got := &corev1.Service{}
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
-	if apierrors.IsNotFound(err) {
-		if p, err := r.created(ctx, want, vol, r.Client.Create(ctx, want)); err != nil || p != nil {
-			return nil, p, wrapErr("creating service", err)
-		}
+	created, p, err := ensure(ctx, r, want, got, vol)
+	if apierrors.IsInvalid(err) && vol.ServiceIP != "" {
+		r.Metrics.serviceIPConflict()
+		return nil, &Problem{Reason: ReasonServiceIPTaken, Message: fmt.Sprintf(
+			"cannot recreate Service %s/%s at %s, the address the PV and every mount use: %v. Free the address (find its holder with `kubectl get svc -A | grep %s`); "+
+				"the volume stays unreachable until then and nothing is deleted", want.Namespace, want.Name, vol.ServiceIP, err, vol.ServiceIP)}, nil
+	}
+	if err != nil || p != nil {
+		return nil, p, err
+	}
+	if created {
 		r.event(claim, corev1.EventTypeNormal, ReasonServiceCreated, "Provision",
 			fmt.Sprintf("created service %s/%s at %s", want.Namespace, want.Name, want.Spec.ClusterIP))
+		r.step(ctx, StepService, client.ObjectKeyFromObject(claim))
 		return want, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("getting service: %w", err)
 	}
-	return got, r.checkOurs(got, vol), nil
+	if vol.ServiceIP != "" && got.Spec.ClusterIP != vol.ServiceIP {
+		// Ours, but not where the mounts are: replace it by one at the right address.
+		r.Metrics.serviceIPConflict()
+		if _, err := r.deleteOurs(ctx, got, vol.uid()); err != nil {
+			return nil, nil, err
+		}
+		return nil, &Problem{Reason: ReasonServiceIPChanged, Message: fmt.Sprintf(
+			"Service %s/%s is at %s but the PV and every mount use %s; replacing it by one at %s", got.Namespace, got.Name, got.Spec.ClusterIP, vol.ServiceIP, vol.ServiceIP)}, nil
+	}
+	if w := heldWarning(got, "its ClusterIP is the address every mount uses"); w != nil {
+		obs.Warnings = append(obs.Warnings, *w)
+	} else if err := r.protect(ctx, got); err != nil {
+		return nil, nil, err
+	}
+	return got, nil, nil
 }
 
 // ensureServer keeps exactly one server pod. The pod's fixed name makes the apiserver refuse a
@@ -366,19 +587,18 @@ func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.Persistent
 func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus) (*corev1.Pod, *Problem, error) {
 	want := ServerPod(vol)
 	got := &corev1.Pod{}
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
-	if apierrors.IsNotFound(err) {
-		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			r.event(claim, corev1.EventTypeWarning, ReasonServerNotReady, "Provision", "cannot create NFS server pod: "+err.Error())
-			return nil, nil, fmt.Errorf("creating server pod: %w", err)
-		}
-		r.event(claim, corev1.EventTypeNormal, ReasonServerStarting, "Provision", fmt.Sprintf("starting NFS server pod %s/%s", want.Namespace, want.Name))
-		return want, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("getting server pod: %w", err)
+	created, p, err := ensure(ctx, r, want, got, vol)
+	if err != nil {
+		r.event(claim, corev1.EventTypeWarning, ReasonServerNotReady, "Provision", "cannot create NFS server pod: "+err.Error())
+		return nil, nil, err
 	}
-	if p := r.checkOurs(got, vol); p != nil {
+	if p != nil {
 		return nil, p, nil
+	}
+	if created {
+		r.event(claim, corev1.EventTypeNormal, ReasonServerStarting, "Provision", fmt.Sprintf("starting NFS server pod %s/%s", want.Namespace, want.Name))
+		r.step(ctx, StepServerPod, client.ObjectKeyFromObject(claim))
+		return want, nil, nil
 	}
 	if got.DeletionTimestamp == nil && (got.Status.Phase == corev1.PodFailed || got.Status.Phase == corev1.PodSucceeded) {
 		if err := r.Client.Delete(ctx, got, client.Preconditions{UID: &got.UID}); err != nil && !apierrors.IsNotFound(err) {
@@ -397,38 +617,53 @@ func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentV
 	return got, nil, nil
 }
 
-// ensurePV creates the NFS PV once the server has been Ready, so that a Bound claim means a
-// serving volume; afterwards it keeps the PV's capacity in step with the backing volume.
-func (r *Reconciler) ensurePV(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs Observation) (*corev1.PersistentVolume, *Problem, error) {
+// observePV reads the volume's NFS PV, if it exists yet.
+func (r *Reconciler) observePV(ctx context.Context, vol Volume) (*corev1.PersistentVolume, *Problem, error) {
 	got := &corev1.PersistentVolume{}
-	err := r.Client.Get(ctx, types.NamespacedName{Name: PVName(vol.uid())}, got)
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: PVName(vol.uid())}, got); apierrors.IsNotFound(err) {
+		return nil, nil, nil
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("getting PV: %w", err)
-	}
-	capacity := backingCapacity(obs.BackingClaim, vol.requestedSize())
-	if apierrors.IsNotFound(err) {
-		if !podReady(obs.ServerPod) || obs.BackingClaim.Status.Phase != corev1.ClaimBound {
-			return nil, nil, nil
-		}
-		want := PersistentVolume(vol, obs.Service.Spec.ClusterIP, capacity)
-		if p, err := r.created(ctx, want, vol, r.Client.Create(ctx, want)); err != nil || p != nil {
-			return nil, p, wrapErr("creating PV", err)
-		}
-		r.event(claim, corev1.EventTypeNormal, ReasonProvisioned, "Provision",
-			fmt.Sprintf("provisioned NFS volume %s (%s) at %s:%s", want.Name, quantity(capacity), obs.Service.Spec.ClusterIP, ExportPseudoPath))
-		return want, nil, nil
 	}
 	if p := r.checkOurs(got, vol); p != nil {
 		return nil, p, nil
 	}
-	if have := got.Spec.Capacity[corev1.ResourceStorage]; capacity.Cmp(have) > 0 {
-		patch := client.MergeFrom(got.DeepCopy())
-		got.Spec.Capacity[corev1.ResourceStorage] = capacity
-		if err := r.Client.Patch(ctx, got, patch); err != nil {
-			return nil, nil, fmt.Errorf("resizing PV: %w", err)
-		}
-	}
 	return got, nil, nil
+}
+
+// createPV creates the NFS PV once the server has been Ready, so that a Bound claim means a
+// serving volume.
+func (r *Reconciler) createPV(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs Observation) (*corev1.PersistentVolume, *Problem, error) {
+	if !podReady(obs.ServerPod) || obs.BackingClaim.Status.Phase != corev1.ClaimBound {
+		return nil, nil, nil
+	}
+	capacity := backingCapacity(obs.BackingClaim, vol.requestedSize())
+	want := PersistentVolume(vol, obs.Service.Spec.ClusterIP, capacity)
+	got := &corev1.PersistentVolume{}
+	created, p, err := ensure(ctx, r, want, got, vol)
+	if err != nil || p != nil {
+		return nil, p, err
+	}
+	if !created {
+		return got, nil, nil
+	}
+	r.event(claim, corev1.EventTypeNormal, ReasonProvisioned, "Provision",
+		fmt.Sprintf("provisioned NFS volume %s (%s) at %s:%s", want.Name, capacity.String(), obs.Service.Spec.ClusterIP, ExportPseudoPath))
+	r.step(ctx, StepPV, client.ObjectKeyFromObject(claim))
+	return want, nil, nil
+}
+
+// resizePV keeps the PV's capacity in step with the backing volume.
+func (r *Reconciler) resizePV(ctx context.Context, pv *corev1.PersistentVolume, capacity resource.Quantity) error {
+	if have := pv.Spec.Capacity[corev1.ResourceStorage]; capacity.Cmp(have) <= 0 {
+		return nil
+	}
+	patch := client.MergeFrom(pv.DeepCopy())
+	pv.Spec.Capacity[corev1.ResourceStorage] = capacity
+	if err := r.Client.Patch(ctx, pv, patch); err != nil {
+		return fmt.Errorf("resizing PV: %w", err)
+	}
+	return nil
 }
 
 func backingCapacity(backing *corev1.PersistentVolumeClaim, requested resource.Quantity) resource.Quantity {
@@ -474,19 +709,52 @@ func (r *Reconciler) countConsumers(ctx context.Context, claim *corev1.Persisten
 	return n, nil
 }
 
-// finishErr records what was observed so far, then returns err (if any) for a retry.
-func (r *Reconciler) finishErr(ctx context.Context, sv *swv1.SharedVolume, obs Observation, prev swv1.SharedVolumeStatus, err error) (ctrl.Result, error) {
+// blocked ends a pass that hit an error (returned for a retry with backoff) or a problem (told
+// on the claim, written into the status, looked at again later).
+func (r *Reconciler) blocked(ctx context.Context, claim *corev1.PersistentVolumeClaim, sv *swv1.SharedVolume, obs Observation, prev swv1.SharedVolumeStatus, err error) (ctrl.Result, error) {
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if obs.Problem != nil {
-		r.event(sv, corev1.EventTypeWarning, obs.Problem.Reason, "Provision", obs.Problem.Message)
+	if obs.Problem != nil && readyReason(prev) != obs.Problem.Reason {
+		r.warn(claim, obs.Problem, "Provision")
 	}
-	return r.finish(ctx, sv, obs, prev, ctrl.Result{RequeueAfter: problemRequeue})
+	return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: problemRequeue})
 }
 
-// finish writes the status computed from obs when it changed.
-func (r *Reconciler) finish(ctx context.Context, sv *swv1.SharedVolume, obs Observation, prev swv1.SharedVolumeStatus, res ctrl.Result) (ctrl.Result, error) {
+// warnNew tells each warning once on the claim, when it appears, and when the managed class
+// is back.
+func (r *Reconciler) warnNew(claim *corev1.PersistentVolumeClaim, prev swv1.SharedVolumeStatus, warnings []Problem) {
+	was := meta.FindStatusCondition(prev.Conditions, swv1.ConditionDegraded)
+	for i := range warnings {
+		if was == nil || was.Status != metav1.ConditionTrue || !strings.Contains(was.Reason, warnings[i].Reason) {
+			r.warn(claim, &warnings[i], "Serve")
+		}
+	}
+	if was != nil && was.Status == metav1.ConditionTrue && strings.Contains(was.Reason, ReasonManagedClassMissing) && !hasReason(warnings, ReasonManagedClassMissing) {
+		r.event(claim, corev1.EventTypeNormal, ReasonManagedClassBack, "Serve", "the managed storage class is back; reconciling with it again")
+	}
+}
+
+func hasReason(ps []Problem, reason string) bool {
+	for _, p := range ps {
+		if p.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) warn(claim *corev1.PersistentVolumeClaim, p *Problem, action string) {
+	r.Metrics.problem(p.Reason)
+	r.event(claim, corev1.EventTypeWarning, p.Reason, action, p.Message)
+}
+
+// finish tells new warnings on the claim (nil once it is gone) and writes the status computed
+// from obs when it changed.
+func (r *Reconciler) finish(ctx context.Context, claim *corev1.PersistentVolumeClaim, sv *swv1.SharedVolume, obs Observation, prev swv1.SharedVolumeStatus, res ctrl.Result) (ctrl.Result, error) {
+	if claim != nil {
+		r.warnNew(claim, prev, obs.Warnings)
+	}
 	obs.Generation = sv.Generation
 	st := ComputeStatus(obs, prev, metav1.NewTime(r.now()))
 	if apiequality.Semantic.DeepEqual(st, prev) {
@@ -512,111 +780,13 @@ func (r *Reconciler) finish(ctx context.Context, sv *swv1.SharedVolume, obs Obse
 	return res, nil
 }
 
-// cleanup removes a volume whose claim is gone: by the PV's reclaim policy, everything, or
-// everything but the backing claim and PV, which keep the data. The SharedVolume goes last.
-func (r *Reconciler) cleanup(ctx context.Context, sv *swv1.SharedVolume) (ctrl.Result, error) {
-	uid := sv.Spec.ClaimUID
-	ns := r.Config.Namespace
-	if sv.Status.BackingClaim != nil {
-		ns = sv.Status.BackingClaim.Namespace
-	} else if r.Config.BackingInClaimNamespace {
-		ns = sv.Namespace
-	}
-	if sv.Status.Phase != swv1.PhaseDeleting {
-		prev := *sv.Status.DeepCopy()
-		if _, err := r.finish(ctx, sv, Observation{Deleting: true}, prev, ctrl.Result{}); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: PVName(uid)}, pv); apierrors.IsNotFound(err) {
-		pv = nil
-	} else if err != nil {
-		return ctrl.Result{}, fmt.Errorf("getting PV: %w", err)
-	} else if pv.Labels[swv1.LabelClaimUID] != uid {
-		pv = nil // not ours: never touch it
-	}
-	retain := pv != nil && pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimRetain
-
-	name := objectName(uid)
-	// The server goes first, so nothing writes while the rest is removed.
-	pending := false
-	for _, obj := range []client.Object{
-		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-	} {
-		gone, err := r.deleteOurs(ctx, obj, uid)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		pending = pending || !gone
-	}
-	if pending {
-		return ctrl.Result{RequeueAfter: time.Second}, nil
-	}
-	if retain {
-		r.event(pv, corev1.EventTypeNormal, ReasonRetained, "Delete", fmt.Sprintf(
-			"reclaim policy Retain: backing claim %s/%s keeps the data and PV %s is kept; the NFS server was stopped", ns, name, pv.Name))
-	} else {
-		for _, obj := range []client.Object{
-			&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: PVName(uid)}},
-			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-		} {
-			if _, err := r.deleteOurs(ctx, obj, uid); err != nil {
-				return ctrl.Result{}, err
-			}
-		}
-		if pv != nil {
-			r.event(pv, corev1.EventTypeNormal, ReasonDeleted, "Delete", fmt.Sprintf("deleted NFS server, service, PV and backing claim %s/%s", ns, name))
-		}
-	}
-	if controllerutil.RemoveFinalizer(sv, swv1.Finalizer) {
-		if err := r.Client.Update(ctx, sv); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("removing SharedVolume finalizer: %w", err)
-		}
-	}
-	if err := r.Client.Delete(ctx, sv); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, fmt.Errorf("deleting SharedVolume: %w", err)
-	}
-	log.FromContext(ctx).Info("volume removed", "uid", uid, "retained", retain)
-	return ctrl.Result{}, nil
-}
-
-// deleteOurs deletes obj if it carries the volume's UID label, and tells whether it is gone.
-func (r *Reconciler) deleteOurs(ctx context.Context, obj client.Object, uid string) (bool, error) {
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); apierrors.IsNotFound(err) {
-		return true, nil
-	} else if err != nil {
-		return false, fmt.Errorf("getting %T %s: %w", obj, obj.GetName(), err)
-	}
-	if obj.GetLabels()[swv1.LabelClaimUID] != uid {
-		return true, nil // someone else's object with our name: leave it alone
-	}
-	if obj.GetDeletionTimestamp() != nil {
-		return false, nil
-	}
-	u := obj.GetUID()
-	if err := r.Client.Delete(ctx, obj, client.Preconditions{UID: &u}); err != nil && !apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
-	}
-	return false, nil
-}
-
+// event records an Event about regarding; a nil claim or PV (a volume whose claim is gone, a
+// PV not made yet) records nothing.
 func (r *Reconciler) event(regarding runtime.Object, typ, reason, action, msg string) {
-	if r.Recorder == nil || regarding == nil || isNilPtr(regarding) {
+	if r.Recorder == nil || regarding == nil || reflect.ValueOf(regarding).IsNil() {
 		return
 	}
 	r.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
-}
-
-func isNilPtr(o runtime.Object) bool {
-	switch v := o.(type) {
-	case *corev1.PersistentVolume:
-		return v == nil
-	case *corev1.PersistentVolumeClaim:
-		return v == nil
-	}
-	return false
 }
 
 func (r *Reconciler) now() time.Time {
@@ -625,12 +795,3 @@ func (r *Reconciler) now() time.Time {
 	}
 	return time.Now()
 }
-
-func wrapErr(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
-func quantity(q resource.Quantity) string { return q.String() }

@@ -94,7 +94,10 @@ func (e *env) events() string {
 	}
 }
 
-const sysNS = "sharewarden-system"
+const (
+	sysNS         = "sharewarden-system"
+	testServiceIP = "10.96.0.5"
+)
 
 // provisionToReady drives a volume through the fake API to Ready, playing the other
 // controllers' parts (backing binding, kubelet readiness, PV binding).
@@ -113,6 +116,13 @@ func (e *env) provisionToReady() {
 	}
 	if sv := e.sv(); sv == nil || sv.Status.Phase != swv1.PhaseProvisioning {
 		e.t.Fatalf("SharedVolume after first pass: %+v", sv)
+	}
+	// The apiserver allocates the ClusterIP; the fake does not.
+	svc := &corev1.Service{}
+	e.get(svc, sysNS, name)
+	svc.Spec.ClusterIP = testServiceIP
+	if err := e.c.Update(ctx, svc); err != nil {
+		e.t.Fatal(err)
 	}
 	backing.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}}
 	pod.Spec.NodeName = "node-a1"

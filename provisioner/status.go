@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +18,11 @@ type Observation struct {
 	Deleting bool
 	// Problem, when set, is why provisioning cannot go on (e.g. the backing class is missing).
 	Problem *Problem
+	// Warnings are things amiss that do not stop the volume from serving (its managed class is
+	// missing, its Service is being deleted): the Degraded condition lists them.
+	Warnings []Problem
+	// Class is the managed class as seen, or last seen while it is missing.
+	Class *swv1.ClassSnapshot
 
 	BackingClaim *corev1.PersistentVolumeClaim
 	Service      *corev1.Service
@@ -34,6 +40,8 @@ type Observation struct {
 	FencedNode   string
 	// UnfencedNodes are fenced nodes that have been Ready again for the settle period.
 	UnfencedNodes []string
+
+	leaseMissing bool
 }
 
 // Problem is a reason provisioning is blocked. Fatal problems need a user to act (the claim or
@@ -50,6 +58,9 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 	st.ObservedGeneration = obs.Generation
 	st.ConsumerCount = obs.Consumers
 	st.Lease = leaseStatus(prev.Lease, obs.Lease)
+	if obs.Class != nil {
+		st.StorageClass = obs.Class
+	}
 
 	if obs.BackingClaim != nil {
 		st.BackingClaim = &swv1.ObjectRef{Namespace: obs.BackingClaim.Namespace, Name: obs.BackingClaim.Name}
@@ -145,7 +156,26 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 		reason, msg = obs.Problem.Reason, obs.Problem.Message
 	}
 	cond(swv1.ConditionReady, ready, reason, msg)
+	if !obs.Deleting {
+		degraded, reason, msg := degradedCondition(obs.Warnings)
+		cond(swv1.ConditionDegraded, degraded, reason, msg)
+	}
 	return st
+}
+
+// degradedCondition sums the warnings up: their reasons comma-separated, their messages in turn.
+func degradedCondition(warnings []Problem) (bool, string, string) {
+	if len(warnings) == 0 {
+		return false, "AsExpected", ""
+	}
+	reasons, msgs := make([]string, 0, len(warnings)), make([]string, 0, len(warnings))
+	for _, w := range warnings {
+		if !contains(reasons, w.Reason) {
+			reasons = append(reasons, w.Reason)
+		}
+		msgs = append(msgs, w.Message)
+	}
+	return true, strings.Join(reasons, ","), strings.Join(msgs, "; ")
 }
 
 // LeaseStatusRefresh is how stale status.lease.renewTime may get while the same holder keeps

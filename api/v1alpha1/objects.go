@@ -21,6 +21,22 @@ const Provisioner = GroupName + "/nfs"
 // Finalizer keeps a SharedVolume until the controller has removed or retained its objects.
 const Finalizer = GroupName + "/cleanup"
 
+// FinalizerVolumeProtection keeps a volume's Service and backing claim while the volume lives,
+// as kubernetes.io/pvc-protection keeps a claim in use: a mistaken `kubectl delete` leaves the
+// object Terminating (and working) until the RWX claim itself is deleted, so the Service's
+// ClusterIP, which every mount names, is never released under a live volume.
+const FinalizerVolumeProtection = GroupName + "/volume-protection"
+
+// AnnotationReclaimPolicy on a backing claim records the managed class's reclaim policy when
+// the volume was made, for a claim deleted before its PV existed (afterwards the PV's own
+// persistentVolumeReclaimPolicy rules). Without it, the data is retained.
+const AnnotationReclaimPolicy = GroupName + "/reclaim-policy"
+
+// ObjectName is the name of a volume's backing claim, server pod, Service and Lease, all in
+// ShareWarden's namespace: derived from the RWX claim's UID, so stable across restarts and
+// unique across namespaces.
+func ObjectName(claimUID string) string { return "sw-" + claimUID }
+
 // NFSPort is the only port a server exports (NFSv4 over TCP).
 const NFSPort = 2049
 

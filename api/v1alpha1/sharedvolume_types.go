@@ -69,7 +69,27 @@ const (
 	ConditionBound = "ClaimBound"
 	// ConditionReady sums them up: True when the volume serves.
 	ConditionReady = "Ready"
+	// ConditionDegraded is True while something the volume depends on is missing or being
+	// deleted (its managed or backing class, its Service), though it may still serve: the
+	// reason says what, the message what to do.
+	ConditionDegraded = "Degraded"
 )
+
+// ClassSnapshot is the managed storage class as the controller last saw it. A volume keeps
+// these settings (for a replacement server, say) while its class is missing.
+type ClassSnapshot struct {
+	// Name of the class.
+	Name string `json:"name"`
+	// Parameters of the class.
+	// +optional
+	Parameters map[string]string `json:"parameters,omitempty"`
+	// MountOptions of the class.
+	// +optional
+	MountOptions []string `json:"mountOptions,omitempty"`
+	// ReclaimPolicy of the class.
+	// +optional
+	ReclaimPolicy string `json:"reclaimPolicy,omitempty"`
+}
 
 // ObjectRef names an object in a given namespace.
 type ObjectRef struct {
@@ -161,7 +181,10 @@ type SharedVolumeStatus struct {
 	// +optional
 	// +listType=set
 	FencedNodes []string `json:"fencedNodes,omitempty"`
-	// Conditions: BackingClaimBound, ServerReady, ClaimBound, Ready.
+	// StorageClass is the managed class as last seen.
+	// +optional
+	StorageClass *ClassSnapshot `json:"storageClass,omitempty"`
+	// Conditions: BackingClaimBound, ServerReady, ClaimBound, Ready, Degraded.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
