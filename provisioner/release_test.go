@@ -115,7 +115,7 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 			},
 		},
 		{
-			name:  "server pod",
+			name:   "server pod",
 			act:    func(e *env) { e.deleteNow(objRef(&corev1.Pod{}, sysNS, "sw-"+e.uid)) },
 			event:  ReasonServerStarting,
 			settle: true,
