@@ -16,6 +16,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -60,6 +61,9 @@ type Options struct {
 	LeaderElect           bool
 	MetricsAddr           string
 	HealthAddr            string
+	// OnStep, not a flag, is called after each provisioning or release step's write: for
+	// programs embedding the controller (the crash-at-every-step tests stop it there).
+	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
 }
 
 // NewOptions returns the defaults.
@@ -208,6 +212,7 @@ func Run(ctx context.Context, opts Options) error {
 		Recorder: mgr.GetEventRecorder("sharewarden-controller"),
 		Metrics:  NewMetrics(metrics.Registry),
 		Config:   opts.config(),
+		OnStep:   opts.OnStep,
 	}
 	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
 		return err

@@ -80,6 +80,9 @@ type Runner struct {
 	proxies     map[string]*proxy
 	kubeconfigs map[string]string
 	partitioned map[string]bool
+	// serviceAddrs maps a ClusterIP to the local address standing for it (serviceproxy.go).
+	serviceAddrs     map[string]string
+	serviceListeners []net.Listener
 }
 
 // Start watches server pods and runs an agent for each one bound to a node.
@@ -95,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, names: map[string]types.UID{}, nextIP: 10,
-		proxies: map[string]*proxy{}, kubeconfigs: map[string]string{}, partitioned: map[string]bool{}}
+		proxies: map[string]*proxy{}, kubeconfigs: map[string]string{}, partitioned: map[string]bool{}, serviceAddrs: map[string]string{}}
 	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = swv1.LabelComponent + "=" + swv1.ComponentNFSServer
@@ -154,7 +157,11 @@ func (r *Runner) Stop() {
 		uids = append(uids, uid)
 	}
 	proxies := r.proxies
+	listeners := r.serviceListeners
 	r.mu.Unlock()
+	for _, l := range listeners {
+		_ = l.Close()
+	}
 	for _, uid := range uids {
 		r.stopServer(uid)
 	}
