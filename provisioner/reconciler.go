@@ -227,7 +227,7 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
-	if err := r.ensureLease(ctx, claim, vol, &obs); err != nil {
+	if err := r.ensureLease(ctx, claim, vol, prev, &obs); err != nil {
 		return ctrl.Result{}, err
 	}
 	if obs.PV == nil {
@@ -295,10 +295,12 @@ func (r *Reconciler) observeLease(ctx context.Context, vol Volume, prev swv1.Sha
 
 // ensureLease gives a running server whose Lease was deleted a new one in its own name, renewed
 // now: a live server renews it as before, a dead one is fenced once it expires. Without it a
-// server that died after its Lease was deleted would never be failed over.
-func (r *Reconciler) ensureLease(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, obs *Observation) error {
+// server that died after its Lease was deleted would never be failed over. Only a lease seen
+// held by this very pod is recreated: a server that never took one yet creates its own.
+func (r *Reconciler) ensureLease(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus, obs *Observation) error {
 	pod := obs.ServerPod
-	if !obs.leaseMissing || pod == nil || pod.UID == "" || pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning {
+	if !obs.leaseMissing || pod == nil || pod.UID == "" || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodRunning ||
+		prev.Lease == nil || prev.Lease.Holder != fencing.Identity(pod) {
 		return nil
 	}
 	lease := fencing.LeaseFor(pod, vol.Labels(), r.Config.LeaseDuration, r.now())

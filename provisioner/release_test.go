@@ -71,6 +71,17 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 		obj.SetName(name)
 		return obj
 	}
+	t.Run("lease of a server that never took one", func(t *testing.T) {
+		e := newEnv(t)
+		e.provisionToReady()
+		e.runServer()
+		for range 2 {
+			e.reconcile()
+		}
+		if e.get(&coordinationv1.Lease{}, sysNS, "sw-"+e.uid) {
+			t.Error("the controller made a lease no server ever held: nobody would renew it and the server would be fenced")
+		}
+	})
 	cases := []struct {
 		name string
 		act  func(e *env)
@@ -125,10 +136,10 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 			act: func(e *env) {
 				pod := e.runServer()
 				lease := fencing.LeaseFor(pod, nil, 0, e.r.now())
-				lease.Spec.HolderIdentity = ptr.To("someone-else")
 				if err := e.c.Create(context.Background(), lease); err != nil {
 					t.Fatal(err)
 				}
+				e.reconcile() // the volume sees the server hold it
 				e.del(lease)
 			},
 			event: ReasonLeaseRecreated,
