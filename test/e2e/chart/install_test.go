@@ -124,22 +124,26 @@ func TestInstallAndRWXClaim(t *testing.T) {
 
 	// The chart's MutatingWebhookConfiguration, its clientConfig swapped for the local URL:
 	// same rules, selectors, matchConditions, policies and timeouts.
-	mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, find(applied, "MutatingWebhookConfiguration", "sharewarden"))
-	for i := range mwc.Webhooks {
-		svc := mwc.Webhooks[i].ClientConfig.Service
-		mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{
-			URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", webhookPort, ptr.Deref(svc.Path, "/"))), CABundle: caBundle,
+	registerWebhook := func(applied []*unstructured.Unstructured) {
+		t.Helper()
+		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, find(applied, "MutatingWebhookConfiguration", "sharewarden"))
+		for i := range mwc.Webhooks {
+			svc := mwc.Webhooks[i].ClientConfig.Service
+			mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{
+				URL: ptr.To(fmt.Sprintf("https://127.0.0.1:%d%s", webhookPort, ptr.Deref(svc.Path, "/"))), CABundle: caBundle,
+			}
 		}
+		mwc.ResourceVersion, mwc.UID, mwc.ManagedFields = "", "", nil
+		mwcAPI := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
+		if err := mwcAPI.Delete(ctx, mwc.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mwcAPI.Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("registering the chart's webhooks at the local URL: %v", err)
+		}
+		waitWebhookCalled(t, ctx, plane)
 	}
-	mwc.ResourceVersion, mwc.UID, mwc.ManagedFields = "", "", nil
-	mwcAPI := cs.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	if err := mwcAPI.Delete(ctx, mwc.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := mwcAPI.Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("registering the chart's webhooks at the local URL: %v", err)
-	}
-	waitWebhookCalled(t, ctx, plane)
+	registerWebhook(applied)
 
 	// The controller, with the rendered arguments (leader election included).
 	ctlArgs := deploymentArgs(t, objs, "sharewarden-controller", map[string]string{
@@ -216,6 +220,51 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	if _, marked := pod.Spec.Containers[0].Resources.Requests[swv1.ResourceConsumer]; !marked || pod.Spec.SchedulerName != "sharewarden-scheduler" {
 		t.Errorf("test pod: scheduler %s, requests %v", pod.Spec.SchedulerName, pod.Spec.Containers[0].Resources.Requests)
 	}
+
+	// helm uninstall while the volume lives and the controller still runs (as in its termination
+	// grace period), then helm install again: nothing of the volume is released, and it serves
+	// again at the same address with the same backing claim and PV.
+	keep := volumeIdentity(t, ctx, c, claim)
+	for i := len(applied) - 1; i >= 0; i-- { // helm uninstalls in the reverse of its install order
+		if err := c.Delete(ctx, applied[i].DeepCopy()); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatalf("uninstalling %s %s: %v", applied[i].GetKind(), applied[i].GetName(), err)
+		}
+	}
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if got := volumeIdentity(t, ctx, c, claim); got != keep {
+			t.Fatalf("uninstalling the chart changed the volume:\n was %s\n now %s", keep, got)
+		}
+	}
+	for _, r := range []*roleProc{wh, ctl, ext} {
+		r.stop(t)
+	}
+	if applied, err = plane.Apply(ctx, releaseNamespace, manifests(t, install)...); err != nil {
+		t.Fatalf("reinstalling the chart: %v", err)
+	}
+	for _, role := range []string{"controller", "webhook", "extender", "nfs-server"} {
+		kubeconfigs[role] = serviceAccountKubeconfig(t, ctx, plane, "sharewarden-"+role) // new accounts, new tokens
+	}
+	wh = startRole(t, bin, "webhook", whArgs)
+	defer wh.stop(t)
+	waitOK(t, ctx, wh, fmt.Sprintf("https://127.0.0.1:%d/readyz", webhookPort))
+	registerWebhook(applied)
+	ctl = startRole(t, bin, "controller", ctlArgs)
+	defer ctl.stop(t)
+	waitOK(t, ctx, ctl, fmt.Sprintf("http://127.0.0.1:%d/readyz", controllerHealth))
+	ext = startRole(t, bin, "extender", extArgs)
+	defer ext.stop(t)
+	poll(t, ctx, 2*time.Minute, "the volume Ready again after the reinstall, unchanged", func() error {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "rwx-test"}, &sv); err != nil {
+			return err
+		}
+		if sv.Status.Phase != swv1.PhaseReady {
+			return fmt.Errorf("volume %s %+v", sv.Status.Phase, sv.Status.Conditions)
+		}
+		if got := volumeIdentity(t, ctx, c, claim); got != keep {
+			return wait.ErrorInterrupted(fmt.Errorf("the reinstall changed the volume:\n was %s\n now %s", keep, got))
+		}
+		return nil
+	})
 
 	// Deleting the claim removes the volume, still as the controller's ServiceAccount.
 	if err := c.Delete(ctx, claim); err != nil {
@@ -307,6 +356,26 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	})
 }
 
+// volumeIdentity is what must never change under a live volume: its claim's binding, the
+// backing claim (the data), the PV and the Service's address.
+func volumeIdentity(t *testing.T, ctx context.Context, c client.Client, claim *corev1.PersistentVolumeClaim) string {
+	t.Helper()
+	name := swv1.ObjectName(string(claim.UID))
+	live, backing, pv, svc := &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}, &corev1.Service{}
+	for _, get := range []error{
+		c.Get(ctx, client.ObjectKeyFromObject(claim), live),
+		c.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: name}, backing),
+		c.Get(ctx, client.ObjectKey{Name: "pvc-" + string(claim.UID)}, pv),
+		c.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: name}, svc),
+	} {
+		if get != nil {
+			return "missing: " + get.Error()
+		}
+	}
+	return fmt.Sprintf("claim %s bound to %s (%s); backing claim %s deleting=%v; PV %s at %s; service %s at %s",
+		live.UID, live.Spec.VolumeName, live.Status.Phase, backing.UID, backing.DeletionTimestamp != nil, pv.UID, pv.Spec.NFS.Server, svc.UID, svc.Spec.ClusterIP)
+}
+
 // localSchedulerConfig is the chart's KubeSchedulerConfiguration with the extender's URL and CA
 // file swapped.
 func localSchedulerConfig(t *testing.T, objs []*unstructured.Unstructured, url, caFile string) []byte {
@@ -394,6 +463,7 @@ type roleProc struct {
 	name, log string
 	cmd       *exec.Cmd
 	done      chan error
+	stopped   bool
 }
 
 func startRole(t *testing.T, bin, name string, args []string) *roleProc {
@@ -415,13 +485,19 @@ func startRole(t *testing.T, bin, name string, args []string) *roleProc {
 	return p
 }
 
+// stop ends the role (once: later calls do nothing).
 func (p *roleProc) stop(t *testing.T) {
+	if p.stopped {
+		return
+	}
+	p.stopped = true
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case err := <-p.done:
+		p.done <- err
 	case <-time.After(20 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		p.done <- <-p.done
 	}
 	if t.Failed() {
 		b, _ := os.ReadFile(p.log)
