@@ -357,6 +357,7 @@ func TestBadValues(t *testing.T) {
 		{"unknown nested key", "tls:\n  certFile: x\n", []string{"at '/tls'", "additional properties 'certFile' not allowed"}},
 		{"bad enum", "webhook:\n  failurePolicy:\n    claims: Retry\n", []string{"/webhook/failurePolicy/claims"}},
 		{"one failure policy for all webhooks (the old shape)", "webhook:\n  failurePolicy: Ignore\n", []string{"/webhook/failurePolicy", "want object"}},
+		{"failure policy removed", "webhook:\n  failurePolicy:\n    pods: null\n", []string{"/webhook/failurePolicy", "'pods'"}},
 		{"failure policy of the servers webhook", "webhook:\n  failurePolicy:\n    servers: Fail\n", []string{"additional properties 'servers' not allowed"}},
 		{"bad quantity", "storageClass:\n  server:\n    memory: lots\n", []string{"/storageClass/server/memory"}},
 		{"health port on NFS port", "nfsServer:\n  healthPort: 2049\n", []string{"/nfsServer/healthPort"}},
