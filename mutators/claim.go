@@ -21,9 +21,11 @@ type ClaimFacts struct {
 	// DefaultClass names the cluster's default storage class; empty when there is none.
 	DefaultClass string
 	// Classes holds, by name, the storage classes the claim refers to: its own (or the default),
-	// the managed class, and the backing class it names. A name missing here does not exist.
+	// the managed class (when the claim is on it, or clones a claim on it that records no
+	// backing class), and the backing class it names. A name missing here does not exist.
 	Classes map[string]*storagev1.StorageClass
-	// Claims holds, by name, the claims of the claim's namespace it names as its data source.
+	// Claims holds, by name, the claim of the claim's namespace it names as its data source (a
+	// clone). A name missing here does not exist.
 	Claims map[string]*corev1.PersistentVolumeClaim
 	// Old is the claim before an update; nil for a create.
 	Old *corev1.PersistentVolumeClaim
@@ -91,7 +93,8 @@ func BackingClassName(pvc *corev1.PersistentVolumeClaim, managed *storagev1.Stor
 //     ParameterBackingStorageClass (or keeps a valid one it already names).
 //   - Refused: block volume mode, a missing backing class or the managed class as its own
 //     backing, system annotations from anyone but ShareWarden, and data sources the backing
-//     class cannot satisfy.
+//     claim cannot reach: anything but a clone of a ShareWarden claim with the same backing
+//     class (see checkDataSource).
 //   - Everything else passes untouched.
 func MutateClaim(pvc *corev1.PersistentVolumeClaim, f ClaimFacts) (ClaimResult, error) {
 	if pvc == nil {

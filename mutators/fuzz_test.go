@@ -31,8 +31,9 @@ func claimFactsFor(variant byte) mutators.ClaimFacts {
 	}
 	if variant&8 != 0 {
 		f.Claims = map[string]*corev1.PersistentVolumeClaim{
-			"src":    claim(on("fast")),
+			"src":    claim(on(managed), annotated("sharewarden.io/backing-storage-class", "fast")),
 			"shared": claim(on(managed), annotated("sharewarden.io/backing-storage-class", "slow")),
+			"rwo":    claim(on("fast"), modes(corev1.ReadWriteOnce)),
 		}
 	}
 	if variant&16 != 0 {

@@ -62,9 +62,12 @@ var (
 	dataSourceRefPath = field.NewPath("spec", "dataSourceRef")
 )
 
-// checkDataSource refuses data sources the backing class cannot satisfy: the backing claim is
-// provisioned from bc with the same data source, so a clone must come from a volume of the same
-// class, the class must provision dynamically, and populators are not passed on.
+// checkDataSource refuses data sources the backing claim cannot reach. The backing claim lives
+// in ShareWarden's namespace, so of the claim's own namespace it can only reach what ShareWarden
+// itself holds: a clone of a ShareWarden claim, made by cloning that claim's backing claim (with
+// the backing class's provisioner, which only clones its own volumes). A VolumeSnapshot or an
+// ordinary claim in the user's namespace, a source in another namespace and volume populators
+// are out of its reach.
 func checkDataSource(pvc *corev1.PersistentVolumeClaim, bc *storagev1.StorageClass, f ClaimFacts) field.ErrorList {
 	var (
 		group, kind, name string
@@ -89,38 +92,57 @@ func checkDataSource(pvc *corev1.PersistentVolumeClaim, bc *storagev1.StorageCla
 	}
 	if namespace != nil && *namespace != "" && *namespace != pvc.Namespace {
 		return field.ErrorList{field.Forbidden(path.Child("namespace"),
-			"ShareWarden cannot pass a data source from another namespace on to the backing claim; copy or snapshot the data into this namespace first")}
-	}
-	if bc.Provisioner == NoProvisioner {
-		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-			"backing class %q has no dynamic provisioner, so it can neither clone nor restore data; create the claim without a data source, "+
-				"or back it with a class whose provisioner can", bc.Name))}
+			"ShareWarden keeps the volume's data on a backing claim in its own namespace, which cannot reach a data source in another namespace; "+
+				"clone a ShareWarden ReadWriteMany claim of this namespace instead, or create the claim without a data source and copy the data in once it is bound")}
 	}
 	switch {
 	case group == "" && kind == "PersistentVolumeClaim":
-		src := f.Claims[name]
-		if src == nil {
-			return field.ErrorList{field.Invalid(path.Child("name"), name,
-				"the claim to clone does not exist in this namespace; create it first, or fix the name")}
-		}
-		srcClass := RequestedClass(src.Spec.StorageClassName, "")
-		if srcClass == f.ManagedClass {
-			srcClass = src.Annotations[v1alpha1.AnnotationBackingStorageClass]
-		}
-		if srcClass != bc.Name {
-			return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
-				"a clone is made by the backing class's provisioner, which only clones its own volumes: claim %q is on class %q, the backing class is %q; "+
-					"clone a claim backed by %q, or request the class %q", name, srcClass, bc.Name, bc.Name, srcClass))}
-		}
-		return nil
-	case group == "snapshot.storage.k8s.io" && kind == "VolumeSnapshot":
-		// Restored by the backing class's CSI driver, like any snapshot restore.
-		return nil
+		return checkClone(name, path, bc, f)
+	case group == snapshotGroup && kind == "VolumeSnapshot":
+		return field.ErrorList{field.Forbidden(path,
+			"ShareWarden keeps the volume's data on a backing claim in its own namespace, which cannot restore a VolumeSnapshot of this namespace; "+
+				"restore the snapshot into a ReadWriteOnce claim instead, or clone an existing ShareWarden ReadWriteMany claim "+
+				"(snapshots of ShareWarden volumes will come with ShareWarden's CSI driver)")}
 	default:
 		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
 			"ShareWarden does not pass volume populators (%s) on to the backing claim; create the claim empty and fill the volume after it is bound",
 			groupKind(group, kind)))}
 	}
+}
+
+// snapshotGroup is the API group of VolumeSnapshots.
+const snapshotGroup = "snapshot.storage.k8s.io"
+
+// checkClone admits a clone of a ShareWarden claim (one on the managed class, which the
+// provisioner serves) whose backing class is bc: its backing claim is cloned from the source's.
+func checkClone(name string, path *field.Path, bc *storagev1.StorageClass, f ClaimFacts) field.ErrorList {
+	src := f.Claims[name]
+	if src == nil {
+		return field.ErrorList{field.Invalid(path.Child("name"), name,
+			"the claim to clone does not exist in this namespace; create it first, or fix the name")}
+	}
+	if class := RequestedClass(src.Spec.StorageClassName, ""); class != f.ManagedClass {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+			"claim %q is not a ShareWarden volume (its class is %q): its data is on a volume in this namespace, which ShareWarden's backing claim, "+
+				"in ShareWarden's own namespace, cannot clone; clone a ShareWarden ReadWriteMany claim (class %q) instead, "+
+				"or create this claim without a data source and copy the data in once it is bound", name, class, f.ManagedClass))}
+	}
+	if bc.Provisioner == NoProvisioner {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+			"backing class %q has no dynamic provisioner, so it cannot clone a volume; create the claim without a data source, "+
+				"or back it with a class whose provisioner can", bc.Name))}
+	}
+	srcBacking, _ := BackingClassName(src, f.Classes[f.ManagedClass])
+	if srcBacking == "" {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+			"claim %q names no backing class, so ShareWarden never made a volume for it to clone; clone a ShareWarden claim that is bound", name))}
+	}
+	if srcBacking != bc.Name {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
+			"a clone is made by the backing class's provisioner, which only clones its own volumes: claim %q is backed by class %q, this claim's backing class is %q; "+
+				"clone a claim backed by %q, or request the class %q", name, srcBacking, bc.Name, bc.Name, srcBacking))}
+	}
+	return nil
 }
 
 func groupKind(group, kind string) string {

@@ -155,8 +155,17 @@ func (f facts) forClaim(ctx context.Context, pvc, old *corev1.PersistentVolumeCl
 	case !mutators.IsOptedIn(out.Classes[className]):
 		return out, nil
 	}
-	if name, ok := sourceClaim(pvc); ok {
-		if err := f.claim(ctx, pvc.Namespace, name, out.Claims); err != nil {
+	name, ok := sourceClaim(pvc)
+	if !ok {
+		return out, nil
+	}
+	if err := f.claim(ctx, pvc.Namespace, name, out.Claims); err != nil {
+		return out, err
+	}
+	// A ShareWarden source is backed by the class it records, else by the managed class's
+	// default one; the rules compare that with the new claim's backing class.
+	if src := out.Claims[name]; src != nil && mutators.RequestedClass(src.Spec.StorageClassName, "") == f.cfg.ManagedClass {
+		if err := f.class(ctx, f.cfg.ManagedClass, out.Classes); err != nil {
 			return out, err
 		}
 	}

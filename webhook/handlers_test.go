@@ -35,7 +35,8 @@ func scheme() *runtime.Scheme {
 }
 
 // cluster: "fast" opted in and the default, "plain" not, the managed class backed by "fast",
-// and two claims in team-a, one of them ShareWarden's.
+// and three claims in team-a: "shared" and "legacy" are ShareWarden's ("legacy" records no
+// backing class, so the managed class's default backs it), "own" is an ordinary RWO claim.
 func clusterObjects() []client.Object {
 	return []client.Object{
 		&storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast", Annotations: map[string]string{
@@ -45,6 +46,8 @@ func clusterObjects() []client.Object {
 			Parameters: map[string]string{v1alpha1.ParameterBackingStorageClass: "fast"}},
 		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: "team-a",
 			Annotations: map[string]string{v1alpha1.AnnotationBackingStorageClass: "fast"}},
+			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr(v1alpha1.DefaultManagedStorageClass), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}}},
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "legacy", Namespace: "team-a"},
 			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr(v1alpha1.DefaultManagedStorageClass), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}}},
 		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "own", Namespace: "team-a"},
 			Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr("plain"), AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}}},
@@ -244,6 +247,83 @@ func TestClaimDecisions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rwxClaimFrom is rwxClaim with a data source, written out as a user would send it.
+const rwxClaimFrom = `{"apiVersion":"v1","kind":"PersistentVolumeClaim",
+  "metadata":{"name":"copy","namespace":"team-a"},
+  "spec":{"accessModes":["ReadWriteMany"],"storageClassName":"fast","resources":{"requests":{"storage":"1Gi"}},%s}}`
+
+// Clones and restores, as raw JSON: a clone of a ShareWarden claim is rewritten with its data
+// source intact (the provisioner clones the source's backing claim); anything the backing claim
+// cannot reach from ShareWarden's namespace is refused with what works instead.
+func TestClaimDataSources(t *testing.T) {
+	cases := []struct {
+		name, source string
+		allowed      bool
+		message      []string
+	}{
+		{name: "clone of a ShareWarden claim", source: `"dataSource":{"kind":"PersistentVolumeClaim","name":"shared"}`, allowed: true},
+		{name: "clone of a ShareWarden claim by dataSourceRef", source: `"dataSourceRef":{"kind":"PersistentVolumeClaim","name":"shared"}`, allowed: true},
+		{name: "clone of a ShareWarden claim backed by the managed class's default", source: `"dataSource":{"kind":"PersistentVolumeClaim","name":"legacy"}`, allowed: true},
+		{name: "clone of an RWO claim", source: `"dataSource":{"kind":"PersistentVolumeClaim","name":"own"}`,
+			message: []string{"spec.dataSource", `claim \"own\" is not a ShareWarden volume`, "clone a ShareWarden ReadWriteMany claim"}},
+		{name: "clone of a missing claim", source: `"dataSource":{"kind":"PersistentVolumeClaim","name":"gone"}`,
+			message: []string{"spec.dataSource.name", "does not exist"}},
+		{name: "snapshot restore", source: `"dataSource":{"apiGroup":"snapshot.storage.k8s.io","kind":"VolumeSnapshot","name":"snap"}`,
+			message: []string{"spec.dataSource", "cannot restore a VolumeSnapshot", "restore the snapshot into a ReadWriteOnce claim", "clone an existing ShareWarden ReadWriteMany claim"}},
+		{name: "cross-namespace clone", source: `"dataSourceRef":{"kind":"PersistentVolumeClaim","name":"shared","namespace":"team-b"}`,
+			message: []string{"spec.dataSourceRef.namespace", "another namespace"}},
+		{name: "populator", source: `"dataSourceRef":{"apiGroup":"populator.example.com","kind":"Seed","name":"s"}`,
+			message: []string{"Seed.populator.example.com", "volume populators"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, nil)
+			obj := fmt.Sprintf(rwxClaimFrom, tc.source)
+			a := post(t, s, webhook.PathClaims, review("u-3", "PersistentVolumeClaim", "CREATE", "team-a", "alice", obj, ""))
+			r := a.review.Response
+			if r.Allowed != tc.allowed {
+				t.Fatalf("allowed %v, want %v: %s", r.Allowed, tc.allowed, a.raw)
+			}
+			if tc.allowed {
+				var got corev1.PersistentVolumeClaim
+				applyPatch(t, obj, r, &got)
+				var want corev1.PersistentVolumeClaim
+				if err := json.Unmarshal([]byte(obj), &want); err != nil {
+					t.Fatal(err)
+				}
+				if *got.Spec.StorageClassName != v1alpha1.DefaultManagedStorageClass || got.Annotations[v1alpha1.AnnotationBackingStorageClass] != "fast" {
+					t.Errorf("clone not rewritten: class %q annotations %v", *got.Spec.StorageClassName, got.Annotations)
+				}
+				if !equalJSON(t, got.Spec.DataSource, want.Spec.DataSource) || !equalJSON(t, got.Spec.DataSourceRef, want.Spec.DataSourceRef) {
+					t.Errorf("data source changed: %s", r.Patch)
+				}
+				return
+			}
+			if r.Result == nil || r.Result.Code != 422 {
+				t.Errorf("result %+v, want code 422", r.Result)
+			}
+			for _, m := range tc.message {
+				if !strings.Contains(a.raw, m) {
+					t.Errorf("message lacks %q: %s", m, a.raw)
+				}
+			}
+		})
+	}
+}
+
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	ja, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(ja) == string(jb)
 }
 
 const podWithClaim = `{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"app-"},

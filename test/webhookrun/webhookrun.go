@@ -184,18 +184,31 @@ func (w *Webhook) get(ctx context.Context, path string) (*http.Response, error) 
 	return w.hc.Do(req)
 }
 
-// Configuration is the MutatingWebhookConfiguration for a webhook at baseURL:
+// Names of the webhooks in Configuration. The apiserver's errors name the webhook ("failed
+// calling webhook \"rwx-claims.sharewarden.io\": ... connection refused"), so the one that can
+// refuse a user's request says what it is for.
+const (
+	ClaimsWebhook  = "rwx-claims.sharewarden.io"
+	PodsWebhook    = "pods.sharewarden.io"
+	ServersWebhook = "servers.sharewarden.io"
+)
+
+// Configuration is the MutatingWebhookConfiguration for a webhook at baseURL, as the chart
+// installs it with its default values:
 //
-//   - claims: CREATE and UPDATE, failurePolicy Fail, and a CEL matchCondition so that claims
-//     without ReadWriteMany or ReadOnlyMany never leave the apiserver;
-//   - pods: CREATE, failurePolicy Fail, only pods with a claim or ephemeral volume, a ShareWarden
-//     label, or a ShareWarden resource (the webhook refuses forged markers);
-//   - NFS server pods in ShareWarden's own namespace;
+//   - ClaimsWebhook: CREATE and UPDATE, and a CEL matchCondition so that claims without
+//     ReadWriteMany or ReadOnlyMany never leave the apiserver; failurePolicy Fail, since a
+//     shared claim admitted unrewritten can never bind;
+//   - PodsWebhook: CREATE, only pods with a claim or ephemeral volume or a ShareWarden resource
+//     (the webhook refuses forged markers); failurePolicy Ignore, since a consumer that misses
+//     its marker only loses the extender's placement, and the apiserver cannot tell which
+//     claims are ShareWarden's, so a closed failure would block every pod with a claim;
+//   - ServersWebhook: NFS server pods in ShareWarden's own namespace; failurePolicy Ignore, so
+//     that a failover never waits on the webhook;
 //
 // each with sideEffects None, a 5s timeout, and selectors that leave kube-system, ShareWarden's
 // namespace (but for its server pods) and anything labelled sharewarden.io/ignore=true alone.
 func Configuration(name, baseURL string, caBundle []byte, cfg webhook.Config) *admissionregistrationv1.MutatingWebhookConfiguration {
-	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	ignore := metav1.LabelSelectorRequirement{Key: v1alpha1.LabelIgnore, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"true"}}
 	tenants := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
@@ -207,7 +220,7 @@ func Configuration(name, baseURL string, caBundle []byte, cfg webhook.Config) *a
 			Name:                    name,
 			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: ptr.To(baseURL + path), CABundle: caBundle},
 			Rules:                   []admissionregistrationv1.RuleWithOperations{{Operations: ops, Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{resource}, Scope: ptr.To(admissionregistrationv1.NamespacedScope)}}},
-			FailurePolicy:           &fail,
+			FailurePolicy:           ptr.To(admissionregistrationv1.Fail),
 			SideEffects:             &none,
 			TimeoutSeconds:          ptr.To[int32](5),
 			AdmissionReviewVersions: []string{"v1"},
@@ -217,12 +230,13 @@ func Configuration(name, baseURL string, caBundle []byte, cfg webhook.Config) *a
 		}
 	}
 	create := []admissionregistrationv1.OperationType{admissionregistrationv1.Create}
-	claims := hook("claims.sharewarden.io", webhook.PathClaims, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}, "persistentvolumeclaims")
+	claims := hook(ClaimsWebhook, webhook.PathClaims, []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}, "persistentvolumeclaims")
 	claims.MatchConditions = []admissionregistrationv1.MatchCondition{{
 		Name:       "shared-access-mode",
 		Expression: `has(object.spec.accessModes) && object.spec.accessModes.exists(m, m == 'ReadWriteMany' || m == 'ReadOnlyMany')`,
 	}}
-	pods := hook("pods.sharewarden.io", webhook.PathPods, create, "pods")
+	pods := hook(PodsWebhook, webhook.PathPods, create, "pods")
+	pods.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
 	// Other webhooks may add volumes after this one: look again if they did.
 	pods.ReinvocationPolicy = ptr.To(admissionregistrationv1.IfNeededReinvocationPolicy)
 	const marks = `(has(c.resources) && ((has(c.resources.requests) && c.resources.requests.exists(k, k.startsWith('` + v1alpha1.GroupName + `/'))) || (has(c.resources.limits) && c.resources.limits.exists(k, k.startsWith('` + v1alpha1.GroupName + `/')))))`
@@ -232,7 +246,8 @@ func Configuration(name, baseURL string, caBundle []byte, cfg webhook.Config) *a
 			`object.spec.containers.exists(c, ` + marks + `) || ` +
 			`(has(object.spec.initContainers) && object.spec.initContainers.exists(c, ` + marks + `))`,
 	}}
-	servers := hook("servers.sharewarden.io", webhook.PathPods, create, "pods")
+	servers := hook(ServersWebhook, webhook.PathPods, create, "pods")
+	servers.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)
 	servers.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: cfg.SystemNamespace}}
 	servers.ObjectSelector = &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelComponent: v1alpha1.ComponentNFSServer}}
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
@@ -328,6 +343,26 @@ lines:
 	return sum, sc.Err()
 }
 
+// Shutdown stops the webhook's server and closes its port but leaves its configuration
+// registered, as a crashed webhook would: the apiserver's calls are then refused and each
+// webhook's failurePolicy decides. Stop still removes the configuration.
+func (w *Webhook) Shutdown() error {
+	if w.cancel == nil {
+		return nil
+	}
+	w.cancel()
+	w.cancel = nil
+	select {
+	case err := <-w.done:
+		if err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		return errors.New("webhook did not stop within 30s")
+	}
+}
+
 // Stop unregisters the webhook (so the apiserver does not fail requests to it), stops it and
 // removes its certificates.
 func (w *Webhook) Stop() error {
@@ -340,18 +375,7 @@ func (w *Webhook) Stop() error {
 			errs = append(errs, fmt.Errorf("deleting webhook configuration: %w", err))
 		}
 	}
-	if w.cancel != nil {
-		w.cancel()
-		select {
-		case err := <-w.done:
-			if err != nil {
-				errs = append(errs, fmt.Errorf("webhook: %w", err))
-			}
-		case <-time.After(30 * time.Second):
-			errs = append(errs, errors.New("webhook did not stop within 30s"))
-		}
-		w.cancel = nil
-	}
+	errs = append(errs, w.Shutdown())
 	if w.dir != "" {
 		errs = append(errs, os.RemoveAll(w.dir))
 		w.dir = ""

@@ -18,9 +18,6 @@ Conflicting options the schema cannot see. Each fails the install with what is w
 {{- if and $v.storageClass.backingStorageClass (eq $v.storageClass.backingStorageClass $v.storageClass.name) -}}
 {{- fail (printf "storageClass.backingStorageClass is %q, the managed class itself: name a ReadWriteOnce class to back the volumes" $v.storageClass.name) -}}
 {{- end -}}
-{{- if $v.controller.backingInClaimNamespace -}}
-{{- fail "controller.backingInClaimNamespace is true, but NFS server pods in tenant namespaces would need the chart's nfs-server ServiceAccount and its Lease Role in every namespace, which the chart does not create; leave it false" -}}
-{{- end -}}
 {{- range $c := list "controller" "webhook" "extender" "scheduler" -}}
 {{- $cv := index $v $c -}}
 {{- $on := or (eq $c "controller") (eq $c "webhook") (and (eq $c "extender") $v.extender.enabled) (and (eq $c "scheduler") $v.scheduler.enabled) -}}

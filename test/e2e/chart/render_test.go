@@ -141,6 +141,10 @@ func TestTemplateVariants(t *testing.T) {
 				t.Errorf("controller args %v lack %s", args, want)
 			}
 		}
+		// The half-built option to put backing objects in tenant namespaces is gone.
+		if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--backing-in-claim-namespace") }) {
+			t.Errorf("controller args %v pass the removed --backing-in-claim-namespace", args)
+		}
 		wargs := containerArgs(t, objs, "sharewarden-webhook")
 		if !hasArg(wargs, "--system-users=system:serviceaccount:"+releaseNamespace+":sharewarden-controller") || slices.ContainsFunc(wargs, func(a string) bool { return strings.HasPrefix(a, "--scheduler-name") }) {
 			t.Errorf("webhook args %v", wargs)
@@ -300,12 +304,33 @@ func TestWebhookConfigurationMatchesWebhookrun(t *testing.T) {
 			t.Errorf("webhook %d differs from test/webhookrun's:\nchart:      %s\nwebhookrun: %s", i, gj, wj)
 		}
 	}
-	// The knobs reach every webhook.
-	objs = render(t, "--set", "webhook.failurePolicy=Ignore", "--set", "webhook.timeoutSeconds=10")
+	// By default the claims webhook fails closed, the pod webhooks open.
+	policies := func(mwc *admissionregistrationv1.MutatingWebhookConfiguration) map[string]admissionregistrationv1.FailurePolicyType {
+		out := map[string]admissionregistrationv1.FailurePolicyType{}
+		for _, w := range mwc.Webhooks {
+			out[w.Name] = ptr.Deref(w.FailurePolicy, "")
+		}
+		return out
+	}
+	want1 := map[string]admissionregistrationv1.FailurePolicyType{
+		webhookrun.ClaimsWebhook: admissionregistrationv1.Fail, webhookrun.PodsWebhook: admissionregistrationv1.Ignore, webhookrun.ServersWebhook: admissionregistrationv1.Ignore,
+	}
+	if p := policies(got); !reflect.DeepEqual(p, want1) {
+		t.Errorf("default failure policies %v, want %v", p, want1)
+	}
+	// The knobs reach their webhooks; the servers webhook always fails open (a failover never
+	// waits on the webhook).
+	objs = render(t, "--set", "webhook.failurePolicy.claims=Ignore", "--set", "webhook.failurePolicy.pods=Fail", "--set", "webhook.timeoutSeconds=10")
 	got = convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
+	want2 := map[string]admissionregistrationv1.FailurePolicyType{
+		webhookrun.ClaimsWebhook: admissionregistrationv1.Ignore, webhookrun.PodsWebhook: admissionregistrationv1.Fail, webhookrun.ServersWebhook: admissionregistrationv1.Ignore,
+	}
+	if p := policies(got); !reflect.DeepEqual(p, want2) {
+		t.Errorf("failure policies %v, want %v", p, want2)
+	}
 	for _, w := range got.Webhooks {
-		if *w.FailurePolicy != admissionregistrationv1.Ignore || *w.TimeoutSeconds != 10 {
-			t.Errorf("%s: failurePolicy %s timeout %d", w.Name, *w.FailurePolicy, *w.TimeoutSeconds)
+		if *w.TimeoutSeconds != 10 {
+			t.Errorf("%s: timeout %d", w.Name, *w.TimeoutSeconds)
 		}
 	}
 }
@@ -330,7 +355,10 @@ func TestBadValues(t *testing.T) {
 		{"wrong type in a list", "imagePullSecrets: [1]\n", []string{"/imagePullSecrets/0", "want string"}},
 		{"unknown top-level key", "contoller:\n  replicas: 1\n", []string{"additional properties 'contoller' not allowed"}},
 		{"unknown nested key", "tls:\n  certFile: x\n", []string{"at '/tls'", "additional properties 'certFile' not allowed"}},
-		{"bad enum", "webhook:\n  failurePolicy: Retry\n", []string{"/webhook/failurePolicy"}},
+		{"bad enum", "webhook:\n  failurePolicy:\n    claims: Retry\n", []string{"/webhook/failurePolicy/claims"}},
+		{"one failure policy for all webhooks (the old shape)", "webhook:\n  failurePolicy: Ignore\n", []string{"/webhook/failurePolicy", "want object"}},
+		{"failure policy removed", "webhook:\n  failurePolicy:\n    pods: null\n", []string{"/webhook/failurePolicy", "'pods'"}},
+		{"failure policy of the servers webhook", "webhook:\n  failurePolicy:\n    servers: Fail\n", []string{"additional properties 'servers' not allowed"}},
 		{"bad quantity", "storageClass:\n  server:\n    memory: lots\n", []string{"/storageClass/server/memory"}},
 		{"health port on NFS port", "nfsServer:\n  healthPort: 2049\n", []string{"/nfsServer/healthPort"}},
 		{"replicas without leader election", "controller:\n  leaderElect: false\n", []string{"controller.leaderElect is false", "set controller.leaderElect=true or controller.replicas=1"}},
@@ -338,7 +366,7 @@ func TestBadValues(t *testing.T) {
 		{"issuer without cert-manager", "certManager:\n  issuerRef:\n    name: ca\n", []string{"certManager.issuerRef.name", "certManager.enabled is false"}},
 		{"managed class backs itself", "storageClass:\n  backingStorageClass: sharewarden-nfs\n", []string{"the managed class itself"}},
 		{"budget blocks drains", "webhook:\n  podDisruptionBudget:\n    minAvailable: 2\n", []string{"webhook.podDisruptionBudget.minAvailable (2) must be below webhook.replicas (2)"}},
-		{"backing objects in tenant namespaces", "controller:\n  backingInClaimNamespace: true\n", []string{"controller.backingInClaimNamespace is true", "leave it false"}},
+		{"removed backingInClaimNamespace", "controller:\n  backingInClaimNamespace: false\n", []string{"additional properties 'backingInClaimNamespace' not allowed"}},
 		{"scheduler named default", "scheduler:\n  enabled: true\n  name: default-scheduler\n", []string{"must not take the default scheduler's name"}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

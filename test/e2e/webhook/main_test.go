@@ -14,8 +14,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -116,6 +118,31 @@ func namespace(t testing.TB) string {
 		_ = plane.Client().CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
 	})
 	return name
+}
+
+// systemNamespace creates ShareWarden's own namespace for the calling test (waiting out an
+// earlier test's deletion of it), deleted when it ends.
+func systemNamespace(t testing.TB) string {
+	t.Helper()
+	ns := v1alpha1.DefaultSystemNamespace
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		got, err := plane.Client().CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err) || (err == nil && got.Status.Phase != corev1.NamespaceTerminating), nil
+	})
+	if err != nil {
+		t.Fatalf("namespace %s still terminating: %v", ns, err)
+	}
+	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = plane.Client().CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	})
+	return ns
 }
 
 func testContext(t testing.TB) context.Context {

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/webhookrun"
 	"github.com/sharewarden/sharewarden/webhook"
 )
 
@@ -127,7 +129,7 @@ func TestRefusedClaims(t *testing.T) {
 			continue
 		}
 		msg := err.Error()
-		if !strings.Contains(msg, "claims.sharewarden.io") || !strings.Contains(msg, "denied the request") {
+		if !strings.Contains(msg, `admission webhook "`+webhookrun.ClaimsWebhook+`" denied the request`) {
 			t.Errorf("%s: not a denial by the webhook: %v", tc.claim.Name, err)
 		}
 		for _, w := range tc.want {
@@ -145,6 +147,65 @@ func TestRefusedClaims(t *testing.T) {
 	_, err := claims.Patch(ctx, "slow-src", types.MergePatchType, patch, metav1.PatchOptions{})
 	if err == nil || !strings.Contains(err.Error(), "only ShareWarden sets or changes") {
 		t.Errorf("adding a system annotation by update: %v", err)
+	}
+}
+
+// Clones and restores: a clone of a ShareWarden claim is admitted (its backing claim will be
+// cloned from the source's); a clone of an ordinary claim and a snapshot restore, which the
+// backing claim in ShareWarden's namespace cannot reach, are refused with what works instead.
+func TestClones(t *testing.T) {
+	ns, ctx := namespace(t), testContext(t)
+	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
+	for _, c := range []*corev1.PersistentVolumeClaim{claim("src", on(fast)), claim("rwo", on(fast), modes(corev1.ReadWriteOnce))} {
+		if _, err := claims.Create(ctx, c, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating %s: %v", c.Name, err)
+		}
+	}
+	cloneOf := func(name string) claimOpt {
+		return func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: name}
+		}
+	}
+
+	if _, err := claims.Create(ctx, claim("copy", on(fast), cloneOf("src")), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("clone of a ShareWarden claim refused: %v", err)
+	}
+	got, err := claims.Get(ctx, "copy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ptr.Deref(got.Spec.StorageClassName, "") != managed || got.Annotations[v1alpha1.AnnotationBackingStorageClass] != fast {
+		t.Errorf("clone not rewritten: class %q annotations %v", ptr.Deref(got.Spec.StorageClassName, ""), got.Annotations)
+	}
+	if ds := got.Spec.DataSource; ds == nil || ds.Kind != "PersistentVolumeClaim" || ds.Name != "src" {
+		t.Errorf("clone's data source %+v, want claim src", ds)
+	}
+
+	cases := []struct {
+		claim *corev1.PersistentVolumeClaim
+		want  []string
+	}{
+		{claim("copy-rwo", on(fast), cloneOf("rwo")),
+			[]string{"spec.dataSource", `claim "rwo" is not a ShareWarden volume`, "clone a ShareWarden ReadWriteMany claim", "copy the data in"}},
+		{claim("restore", on(fast), func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
+		}), []string{"spec.dataSourceRef", "cannot restore a VolumeSnapshot", "restore the snapshot into a ReadWriteOnce claim", "clone an existing ShareWarden ReadWriteMany claim"}},
+	}
+	for _, tc := range cases {
+		_, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{})
+		if err == nil {
+			t.Errorf("%s: admitted", tc.claim.Name)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, `admission webhook "`+webhookrun.ClaimsWebhook+`" denied the request`) {
+			t.Errorf("%s: not a denial by the webhook: %v", tc.claim.Name, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: denial lacks %q: %s", tc.claim.Name, w, msg)
+			}
+		}
 	}
 }
 
@@ -230,13 +291,7 @@ func TestConsumerPodsMarked(t *testing.T) {
 
 func TestServerPodsMarked(t *testing.T) {
 	ctx := testContext(t)
-	ns := v1alpha1.DefaultSystemNamespace
-	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = plane.Client().CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-	})
+	ns := systemNamespace(t)
 	pods := plane.Client().CoreV1().Pods(ns)
 	server := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "nfs-x", Labels: map[string]string{v1alpha1.LabelComponent: v1alpha1.ComponentNFSServer}},
@@ -261,5 +316,113 @@ func TestServerPodsMarked(t *testing.T) {
 	}
 	if len(got.Spec.Containers[0].Resources.Limits) != 0 {
 		t.Errorf("ShareWarden's namespace is not left alone: %v", got.Spec.Containers[0].Resources)
+	}
+}
+
+// With the webhook registered but its server gone, as in an outage: pods fail open, claims
+// fail closed. A pod with an ordinary claim and a replacement NFS server pod are admitted (a
+// failover never waits on the webhook); an RWX claim on an opted-in class is refused, and the
+// refusal names the webhook and says it could not be reached.
+func TestWebhookDown(t *testing.T) {
+	ctx := testContext(t)
+	// The suite's webhook would answer; take it out for this test.
+	if err := hook.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := hook.Register(ctx); err != nil {
+			t.Errorf("registering the suite's webhook again: %v", err)
+		}
+	})
+	down, err := webhookrun.Start(ctx, plane, webhookrun.Options{ConfigurationName: "sharewarden-down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := down.Stop(); err != nil {
+			t.Errorf("removing the stopped webhook: %v", err)
+		}
+	})
+	if err := down.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	cs := plane.Client()
+	ns := namespace(t)
+
+	// Fails closed: the RWX claim is refused, by the apiserver, for want of the webhook.
+	var msg string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{})
+		if err == nil {
+			return false, errors.New("RWX claim admitted with the webhook down")
+		}
+		msg = err.Error()
+		return strings.Contains(msg, "connection refused"), nil
+	})
+	if err != nil {
+		t.Fatalf("RWX claim with the webhook down: %v (last refusal: %s)", err, msg)
+	}
+	for _, w := range []string{`failed calling webhook "` + webhookrun.ClaimsWebhook + `"`, "connection refused"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("refusal lacks %q: %s", w, msg)
+		}
+	}
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shared", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("refused claim exists (%v)", err)
+	}
+
+	// Fails open: a pod with an ordinary claim (a database recovering from the same incident).
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("db", on(fast), modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("RWO claim with the webhook down: %v", err)
+	}
+	db := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: corev1.PodSpec{
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "db"}}}},
+			Containers: []corev1.Container{{Name: "db", Image: "db"}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, db, metav1.CreateOptions{}); err != nil {
+		t.Errorf("pod with an RWO claim refused with the webhook down: %v", err)
+	}
+
+	// Fails open: a replacement NFS server pod, labelled and placed as the provisioner makes
+	// it after a failover (off the fenced node), mounting its backing claim.
+	sys := systemNamespace(t)
+	const uid = "0b5e7d1c-3a1f-4c8e-9a57-2f0d6c1e4b93"
+	server := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "sw-" + uid, Labels: map[string]string{
+			v1alpha1.LabelVolume:         uid,
+			v1alpha1.LabelClaimNamespace: ns,
+			v1alpha1.LabelClaimName:      "shared",
+			v1alpha1.LabelClaimUID:       uid,
+			v1alpha1.LabelManagedBy:      v1alpha1.ManagedByController,
+			v1alpha1.LabelComponent:      v1alpha1.ComponentNFSServer,
+		}},
+		Spec: corev1.PodSpec{
+			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: []string{"fenced-node"}}},
+				}}},
+			}},
+			Volumes: []corev1.Volume{{Name: "export", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "sw-" + uid}}}},
+			Containers: []corev1.Container{{Name: "nfs-server", Image: "sharewarden-nfs-server"}},
+		},
+	}
+	got, err := cs.CoreV1().Pods(sys).Create(ctx, server, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("replacement NFS server pod refused with the webhook down: %v", err)
+	}
+	if _, marked := got.Spec.Containers[0].Resources.Limits[v1alpha1.ResourceServer]; marked {
+		t.Error("server pod marked although the webhook is down: the test did not stop it")
+	}
+
+	// The stopped webhook was registered all along.
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "sharewarden-down", metav1.GetOptions{}); err != nil {
+		t.Errorf("the stopped webhook's configuration: %v", err)
 	}
 }
