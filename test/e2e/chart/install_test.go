@@ -299,6 +299,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods", Namespace: testNS}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "delete", Resource: "persistentvolumeclaims", Namespace: testNS}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "update", Resource: "storageclasses", Group: "storage.k8s.io"}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "services", Namespace: testNS}},
 		{"webhook", authorizationv1.ResourceAttributes{Verb: "update", Resource: "persistentvolumeclaims", Namespace: testNS}},
 		{"webhook", authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: "default"}},
@@ -315,6 +316,9 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		{"controller", authorizationv1.ResourceAttributes{Verb: "delete", Resource: "pods", Namespace: testNS}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "delete", Resource: "volumeattachments", Group: "storage.k8s.io"}},
+		// Repairs: not exercised by a healthy volume either.
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "services", Namespace: releaseNamespace}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "watch", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "create", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
