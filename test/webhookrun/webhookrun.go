@@ -234,6 +234,11 @@ func Configuration(name, baseURL string, caBundle []byte, cfg webhook.Config) *a
 	claims.MatchConditions = []admissionregistrationv1.MatchCondition{{
 		Name:       "shared-access-mode",
 		Expression: `has(object.spec.accessModes) && object.spec.accessModes.exists(m, m == 'ReadWriteMany' || m == 'ReadOnlyMany')`,
+	}, {
+		// An update matters only when it touches ShareWarden's annotations: binding, resizing and
+		// finalizer removal never wait on the webhook.
+		Name:       "creates-or-changes-sharewarden-annotations",
+		Expression: `request.operation == 'CREATE' || (has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('sharewarden.io/') && !(has(oldObject.metadata.annotations) && k in oldObject.metadata.annotations && oldObject.metadata.annotations[k] == object.metadata.annotations[k]))) || (has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('sharewarden.io/') && !(has(object.metadata.annotations) && k in object.metadata.annotations)))`,
 	}}
 	pods := hook(PodsWebhook, webhook.PathPods, create, "pods")
 	pods.FailurePolicy = ptr.To(admissionregistrationv1.Ignore)

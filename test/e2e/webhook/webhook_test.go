@@ -345,11 +345,15 @@ func TestWebhookDown(t *testing.T) {
 			t.Errorf("removing the stopped webhook: %v", err)
 		}
 	})
+	cs := plane.Client()
+	ns := namespace(t)
+	// An RWX claim admitted while the webhook still answered.
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("before", on(fast)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := down.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
-	cs := plane.Client()
-	ns := namespace(t)
 
 	// Fails closed: the RWX claim is refused, by the apiserver, for want of the webhook.
 	var msg string
@@ -371,6 +375,32 @@ func TestWebhookDown(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shared", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("refused claim exists (%v)", err)
+	}
+
+	// Updates that leave ShareWarden's annotations alone (the PV controller binding the claim,
+	// a resize, a finalizer removed) never wait on the webhook; one that changes them does.
+	before, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "before", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Labels = map[string]string{"touched": "yes"}
+	before.Annotations["pv.kubernetes.io/bind-completed"] = "yes"
+	if before, err = cs.CoreV1().PersistentVolumeClaims(ns).Update(ctx, before, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("an update of an RWX claim that leaves ShareWarden's annotations alone was refused with the webhook down: %v", err)
+	}
+	before.Annotations[v1alpha1.AnnotationBackingStorageClass] = "other"
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Update(ctx, before, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), webhookrun.ClaimsWebhook) {
+		t.Errorf("a change of ShareWarden's annotations must wait for the webhook, got %v", err)
+	}
+	if err := cs.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "before", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("deleting an RWX claim with the webhook down: %v", err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "before", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Errorf("an RWX claim deleted with the webhook down is not gone (its finalizer removal waits on the webhook?): %v", err)
 	}
 
 	// Fails open: a pod with an ordinary claim (a database recovering from the same incident).
