@@ -221,6 +221,11 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		t.Errorf("test pod: scheduler %s, requests %v", pod.Spec.SchedulerName, pod.Spec.Containers[0].Resources.Requests)
 	}
 
+	// kube-scheduler consulted the extender for the marked pods (asked of this extender process, before the reinstall restarts it).
+	if n := metricSum(t, ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", extenderHealth), extender.MetricRequests); n == 0 {
+		t.Error("the scheduler never called the extender")
+	}
+
 	// helm uninstall while the volume lives and the controller still runs (as in its termination
 	// grace period), then helm install again: nothing of the volume is released, and it serves
 	// again at the same address with the same backing claim and PV.
@@ -280,10 +285,6 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		}
 		return fmt.Errorf("SharedVolume still there (%v, phase %s)", err, sv.Status.Phase)
 	})
-	// kube-scheduler consulted the extender for the marked pods.
-	if n := metricSum(t, ctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", extenderHealth), extender.MetricRequests); n == 0 {
-		t.Error("the scheduler never called the extender")
-	}
 	for _, r := range []*roleProc{wh, ctl, ext} {
 		if s := r.forbidden(); s != "" {
 			t.Errorf("%s was refused by RBAC:\n%s", r.name, s)
