@@ -41,6 +41,16 @@ type FencerConfig struct {
 	Margin time.Duration
 }
 
+// Step is one write of a fencing, in order.
+type Step string
+
+// The fencing steps.
+const (
+	StepLeaseReleased Step = "LeaseReleased"
+	StepPodDeleted    Step = "FencedPodDeleted"
+	StepDetached      Step = "AttachmentsRemoved"
+)
+
 // Fencer declares servers that stopped renewing their lease fenced and clears the way for a
 // replacement. It is keyed by lease.
 type Fencer struct {
@@ -49,6 +59,8 @@ type Fencer struct {
 	Config   FencerConfig
 	Metrics  *Metrics
 	Now      func() time.Time
+	// OnStep, when set, is called after each fencing step's write (the crash tests stop there).
+	OnStep func(ctx context.Context, step Step, lease types.NamespacedName)
 
 	mu   sync.Mutex
 	seen map[types.NamespacedName]observation
@@ -96,6 +108,11 @@ func (f *Fencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	seenAt := f.observe(req.NamespacedName, lease)
 	holder, wait := Verdict(lease, seenAt, f.now(), f.Config.Margin)
 	if holder == "" {
+		// Released. If this process (or an earlier one, stopped midway) released it from a
+		// stopped holder, finish that fencing: each of its later steps is idempotent.
+		if fenced := lease.Annotations[AnnotationFencedHolder]; fenced != "" {
+			return f.clear(ctx, lease, fenced, lease.Annotations[AnnotationFencedNode], false)
+		}
 		return ctrl.Result{}, nil
 	}
 	if wait > 0 {
@@ -156,7 +173,27 @@ func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder 
 		return ctrl.Result{}, fmt.Errorf("releasing lease: %w", err)
 	}
 	logger.Info("server fenced: it stopped renewing its lease", "node", node)
+	f.step(ctx, StepLeaseReleased, released)
+	return f.clear(ctx, released, holder, node, true)
+}
 
+func (f *Fencer) step(ctx context.Context, s Step, lease *coordinationv1.Lease) {
+	if f.OnStep != nil {
+		f.OnStep(ctx, s, client.ObjectKeyFromObject(lease))
+	}
+}
+
+// clear takes the steps after the release, for the holder fenced off node: the old pod goes,
+// then its RWO attachment. Both are idempotent, so a controller stopped midway finishes them
+// on its next look at the released lease; announce tells the first time.
+func (f *Fencer) clear(ctx context.Context, lease *coordinationv1.Lease, holder, node string, announce bool) (ctrl.Result, error) {
+	podName, podUID := ParseHolder(holder)
+	pod := &corev1.Pod{}
+	if err := f.Client.Get(ctx, client.ObjectKey{Namespace: lease.Namespace, Name: podName}, pod); apierrors.IsNotFound(err) || (err == nil && pod.UID != podUID) {
+		pod = nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("getting server pod: %w", err)
+	}
 	// 2. The old pod goes at once: its process has stopped serving by itself, and its node may
 	// never confirm the deletion.
 	if pod != nil {
@@ -164,11 +201,18 @@ func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder 
 			f.event(pod, corev1.EventTypeWarning, ReasonFenceFailed, "Fence", "cannot force-delete the fenced server pod: "+err.Error())
 			return ctrl.Result{}, fmt.Errorf("force-deleting server pod: %w", err)
 		}
+		f.step(ctx, StepPodDeleted, lease)
 	}
 	// 3. The backing RWO volume may attach elsewhere at once.
 	detached, err := f.detach(ctx, lease, node)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if detached > 0 {
+		f.step(ctx, StepDetached, lease)
+	}
+	if !announce {
+		return ctrl.Result{}, nil
 	}
 	f.Metrics.fenced()
 	msg := fmt.Sprintf("NFS server %s on node %q stopped renewing its lease %s; fenced: lease released, pod force-deleted, %d VolumeAttachment(s) removed; a replacement is starting",

@@ -3,19 +3,26 @@ package fencing
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
@@ -276,5 +283,52 @@ func TestLeaseFor(t *testing.T) {
 	}
 	if p, uid := ParseHolder(holder); p != pod.Name || uid != pod.UID {
 		t.Errorf("holder %q parses to %s %s", holder, p, uid)
+	}
+}
+
+// TestFencerFinishesAnInterruptedFencing: a controller stopped right after releasing a stopped
+// holder's lease left the old pod and its attachment; the next one finishes the job from the
+// released lease alone.
+func TestFencerFinishesAnInterruptedFencing(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", UID: "u-1"}, Spec: corev1.PodSpec{NodeName: "dead"}}
+	backing := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol"}, Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-1"}}
+	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-1"}, Spec: storagev1.VolumeAttachmentSpec{
+		NodeName: "dead", Attacher: "disk.example.com", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To("pv-1")}}}
+	other := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-2"}, Spec: storagev1.VolumeAttachmentSpec{
+		NodeName: "alive", Attacher: "disk.example.com", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To("pv-1")}}}
+	released := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{
+		AnnotationFencedHolder: "sw-vol_u-1", AnnotationFencedNode: "dead"}}, Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](10)}}
+	c := crfake.NewClientBuilder().WithScheme(scheme).WithObjects(pod, backing, va, other, released).Build()
+	var steps []Step
+	f := &Fencer{Client: c, OnStep: func(_ context.Context, s Step, _ types.NamespacedName) { steps = append(steps, s) }}
+	if _, err := f.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "sw", Name: "sw-vol"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(pod), &corev1.Pod{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the fenced pod is still there: %v", err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(va), &storagev1.VolumeAttachment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the dead node's attachment is still there: %v", err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(other), &storagev1.VolumeAttachment{}); err != nil {
+		t.Errorf("another node's attachment was touched: %v", err)
+	}
+	if want := []Step{StepPodDeleted, StepDetached}; !slices.Equal(steps, want) {
+		t.Errorf("steps %v, want %v", steps, want)
+	}
+	// A replacement pod of the same name is another holder: never deleted for the old one.
+	repl := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", UID: "u-2"}}
+	if err := c.Create(context.Background(), repl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "sw", Name: "sw-vol"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(repl), &corev1.Pod{}); err != nil {
+		t.Errorf("the replacement was deleted for the old holder: %v", err)
 	}
 }

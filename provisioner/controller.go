@@ -64,6 +64,8 @@ type Options struct {
 	// OnStep, not a flag, is called after each provisioning or release step's write: for
 	// programs embedding the controller (the crash-at-every-step tests stop it there).
 	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
+	// OnFenceStep, not a flag, is called after each fencing step's write, likewise.
+	OnFenceStep func(ctx context.Context, step fencing.Step, lease types.NamespacedName)
 }
 
 // NewOptions returns the defaults.
@@ -387,7 +389,7 @@ func slimPod(obj any) (any, error) {
 func setupFencing(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	recorder := mgr.GetEventRecorder("sharewarden-fencer")
 	fm := fencing.NewMetrics(metrics.Registry)
-	f := &fencing.Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm,
+	f := &fencing.Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm, OnStep: opts.OnFenceStep,
 		Config: fencing.FencerConfig{Namespace: opts.Namespace, Margin: opts.FenceMargin}}
 	err := ctrl.NewControllerManagedBy(mgr).Named("fencer").
 		For(&coordinationv1.Lease{}).

@@ -9,12 +9,15 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
@@ -236,4 +239,153 @@ func readyOnce(t *testing.T, ctx context.Context, c client.Client, key client.Ob
 		}
 		return nil
 	})
+}
+
+// TestCrashDuringFencing kills the controller right after each fencing step (lease released,
+// fenced pod deleted, attachment removed) of a server that stopped renewing its lease, and
+// restarts it: the failover completes with one server, off the fenced node, and the fenced
+// node's attachment gone.
+func TestCrashDuringFencing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := fixture.NewClient(plane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.WithoutCancel(ctx)
+	for i, step := range []fencing.Step{fencing.StepLeaseReleased, fencing.StepPodDeleted, fencing.StepDetached} {
+		t.Run(string(step), func(t *testing.T) {
+			ns := fmt.Sprintf("fence-crash-%d", i)
+			if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
+				t.Fatal(err)
+			}
+			claim := rwxClaim(ns, "shared")
+			key := client.ObjectKeyFromObject(claim)
+			ctl := fixture.StartController(bg, controllerOptions())
+			if err := c.Create(ctx, claim); err != nil {
+				t.Fatal(err)
+			}
+			readyOnce(t, ctx, c, key)
+			if err := ctl.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			uid := string(claim.UID)
+			old := &corev1.Pod{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}, old); err != nil {
+				t.Fatal(err)
+			}
+			// Its backing volume is attached to its node, as the attach-detach controller attaches
+			// a cloud disk.
+			backing := &corev1.PersistentVolumeClaim{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}, backing); err != nil {
+				t.Fatal(err)
+			}
+			va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-" + uid}, Spec: storagev1.VolumeAttachmentSpec{
+				Attacher: "disk.example.com", NodeName: old.Spec.NodeName, Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To(backing.Spec.VolumeName)}}}
+			if err := c.Create(ctx, va); err != nil {
+				t.Fatal(err)
+			}
+			// The server took its lease and then stopped renewing it (no agent runs here).
+			lease := fencing.LeaseFor(old, map[string]string{swv1.LabelClaimNamespace: ns, swv1.LabelClaimName: "shared", swv1.LabelClaimUID: uid, swv1.LabelManagedBy: swv1.ManagedByController}, 2*time.Second, time.Now())
+			if err := c.Create(ctx, lease); err != nil {
+				t.Fatal(err)
+			}
+			hit := make(chan struct{})
+			var once sync.Once
+			ctlCtx, crash := context.WithCancel(bg)
+			opts := controllerOptions()
+			opts.OnFenceStep = func(rctx context.Context, s fencing.Step, l types.NamespacedName) {
+				if s != step || l.Name != lease.Name {
+					return
+				}
+				once.Do(func() { crash(); close(hit) })
+				<-rctx.Done()
+			}
+			ctl = fixture.StartController(ctlCtx, opts)
+			select {
+			case <-hit:
+			case <-time.After(2 * time.Minute):
+				t.Fatalf("step %s never taken", step)
+			}
+			if err := ctl.Stop(); err != nil {
+				t.Fatalf("crashed controller: %v", err)
+			}
+			cur := &corev1.Pod{}
+			oldThere := c.Get(ctx, client.ObjectKeyFromObject(old), cur) == nil && cur.UID == old.UID
+			if (step == fencing.StepLeaseReleased) != oldThere {
+				t.Errorf("crash after %s: old pod there %v", step, oldThere)
+			}
+
+			ctl = fixture.StartController(bg, controllerOptions())
+			defer func() {
+				if err := ctl.Stop(); err != nil {
+					t.Errorf("controller: %v", err)
+				}
+			}()
+			// Play the replacement's agent: it takes the released lease once it runs.
+			waitFor(t, ctx, 90*time.Second, "a replacement server off "+old.Spec.NodeName+", holding the lease", func() error {
+				repl := &corev1.Pod{}
+				if err := c.Get(ctx, client.ObjectKeyFromObject(old), repl); err != nil {
+					return err
+				}
+				if repl.UID == old.UID || repl.Spec.NodeName == "" || repl.Status.Phase != corev1.PodRunning {
+					return fmt.Errorf("server %s on %q %s", repl.UID, repl.Spec.NodeName, repl.Status.Phase)
+				}
+				if repl.Spec.NodeName == old.Spec.NodeName {
+					return fmt.Errorf("replacement on the fenced node %s", repl.Spec.NodeName)
+				}
+				l := &coordinationv1.Lease{}
+				if err := c.Get(ctx, client.ObjectKeyFromObject(lease), l); err != nil {
+					return err
+				}
+				if ptr.Deref(l.Spec.HolderIdentity, "") == fencing.Identity(repl) {
+					return nil
+				}
+				l.Spec.HolderIdentity = ptr.To(fencing.Identity(repl))
+				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+				l.Spec.LeaseDurationSeconds = ptr.To[int32](3600) // nobody renews it here
+				delete(l.Annotations, fencing.AnnotationFencedHolder)
+				delete(l.Annotations, fencing.AnnotationFencedNode)
+				delete(l.Annotations, fencing.AnnotationFencedAt)
+				if err := c.Update(ctx, l); err != nil {
+					return err
+				}
+				return fmt.Errorf("lease just taken")
+			})
+			waitFor(t, ctx, 60*time.Second, "failover complete", func() error {
+				sv := &swv1.SharedVolume{}
+				if err := c.Get(ctx, key, sv); err != nil {
+					return err
+				}
+				if sv.Status.Phase != swv1.PhaseReady || sv.Status.FailoverCount != 1 || sv.Status.LastFailover == nil || sv.Status.LastFailover.EndTime == nil {
+					return fmt.Errorf("phase %s failovers %d last %+v", sv.Status.Phase, sv.Status.FailoverCount, sv.Status.LastFailover)
+				}
+				return nil
+			})
+			vas := &storagev1.VolumeAttachmentList{}
+			if err := c.List(ctx, vas); err != nil {
+				t.Fatal(err)
+			}
+			for _, va := range vas.Items {
+				if va.Spec.NodeName == old.Spec.NodeName && ptr.Deref(va.Spec.Source.PersistentVolumeName, "") == backing.Spec.VolumeName && va.DeletionTimestamp == nil {
+					t.Errorf("the fenced node's attachment %s is still there", va.Name)
+				}
+			}
+			if err := c.Delete(ctx, claim); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 90*time.Second, "released", func() error {
+				got, err := objectsOf(ctx, c, ns)
+				if err != nil {
+					return err
+				}
+				for kind, uids := range got {
+					if len(uids) > 0 {
+						return fmt.Errorf("%s left: %v", kind, uids)
+					}
+				}
+				return nil
+			})
+		})
+	}
 }
