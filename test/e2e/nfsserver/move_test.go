@@ -126,41 +126,17 @@ func testMoveShipped(t *testing.T) {
 	disk := newDisk(t)
 	a := startAgent(t, agentConfig{host: "127.0.0.6", volumeDir: disk.MountPoint})
 	a.waitHealthz(http.StatusOK)
-	var f follower
-	f.set(a)
-	c := dialClient(t, nfs4.Config{Dial: f.dial, Owner: "move-shipped", MinorVersion: 2, Recover: true, Logf: t.Logf})
-	ctx := opCtx(t)
-	export, err := c.LookupPath(ctx, "/export")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := c.Open(ctx, export, "log.bin", nfs4.OpenFlags{Create: true, Mode: 0o644})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := bytes.Repeat([]byte("before the move\n"), 4096)
-	if _, err := o.Write(ctx, 0, first, nfsv4.FILE_SYNC4); err != nil {
-		t.Fatal(err)
-	}
-	before, err := c.GetAttr(ctx, o.FH())
+	c, o, f, written := openAndWrite(t, a, "move-shipped")
+	before, err := c.GetAttr(opCtx(t), o.FH())
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldClientID, oldStateID := c.ClientID(), o.StateID()
-
-	// The node dies: agent and ganesha are killed, the disk moves to another device.
-	killAgent(t, a)
-	moved, err := disk.Move(ctx, filepath.Join(filepath.Dir(disk.MountPoint), "node-b"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	detachAtEnd(t, moved)
-	if moved.Rdev == disk.Rdev && disk.Rdev != 0 {
-		t.Fatalf("the disk kept device number %d: the move would prove nothing", moved.Rdev)
-	}
+	moved := moveDisk(t, a, disk)
 	b := startAgent(t, agentConfig{host: "127.0.0.7", volumeDir: moved.MountPoint})
 	b.waitHealthz(http.StatusOK)
-
+	ctx := opCtx(t)
+	first := written
 	// A client that was not on the old server gets NFS4ERR_GRACE for a new open: the old
 	// client may still reclaim.
 	other := dialClient(t, nfs4.Config{Addr: net.JoinHostPort(b.host, strconv.Itoa(b.nfsPort)), Owner: "move-shipped-other"})
@@ -232,8 +208,81 @@ func testMoveShipped(t *testing.T) {
 	}
 }
 
+// openAndWrite connects a recovering 4.2 client to a, creates and opens /export/log.bin and
+// writes to it (FILE_SYNC); it returns the client, the open, the address follower and the data.
+func openAndWrite(t *testing.T, a *agent, owner string) (*nfs4.Client, *nfs4.Open, *follower, []byte) {
+	t.Helper()
+	f := &follower{}
+	f.set(a)
+	c := dialClient(t, nfs4.Config{Dial: f.dial, Owner: owner, MinorVersion: 2, Recover: true, Logf: t.Logf})
+	ctx := opCtx(t)
+	export, err := c.LookupPath(ctx, "/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.Open(ctx, export, "log.bin", nfs4.OpenFlags{Create: true, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("before the move\n"), 4096)
+	if _, err := o.Write(ctx, 0, data, nfsv4.FILE_SYNC4); err != nil {
+		t.Fatal(err)
+	}
+	return c, o, f, data
+}
+
+// moveDisk kills a (the node dies) and moves the disk to another loop device and mount point,
+// as on the node the volume fails over to.
+func moveDisk(t *testing.T, a *agent, disk *loopdisk.Disk) *loopdisk.Disk {
+	t.Helper()
+	killAgent(t, a)
+	moved, err := disk.Move(opCtx(t), filepath.Join(filepath.Dir(disk.MountPoint), "node-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	detachAtEnd(t, moved)
+	if moved.Rdev == disk.Rdev || moved.Device == disk.Device {
+		t.Fatalf("the disk kept device %s (%d): the move would prove nothing", moved.Device, moved.Rdev)
+	}
+	return moved
+}
+
+// testMoveFsidDevice is the same move with ganesha told to put the device number in its file
+// handles (fsid_device = true): the old handle must go stale, or the shipped case above would
+// prove nothing.
 func testMoveFsidDevice(t *testing.T) {
-	t.Skip("todo")
+	wrapper := filepath.Join(t.TempDir(), "ganesha-fsid-device")
+	script := `#!/bin/sh
+conf=; prev=
+for a in "$@"; do [ "$prev" = -f ] && conf=$a; prev=$a; done
+sed -i 's/fsid_device = false;/fsid_device = true;/' "$conf" || exit 1
+exec ganesha.nfsd "$@"
+`
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extra := []string{"--ganesha-binary=" + wrapper}
+	disk := newDisk(t)
+	a := startAgent(t, agentConfig{host: "127.0.0.8", volumeDir: disk.MountPoint, extra: extra})
+	a.waitHealthz(http.StatusOK)
+	if conf, err := os.ReadFile(filepath.Join(a.runtimeDir, "ganesha.conf")); err != nil || !strings.Contains(string(conf), "fsid_device = true;") {
+		t.Fatalf("ganesha.conf does not set fsid_device = true (%v)", err)
+	}
+	c, o, f, _ := openAndWrite(t, a, "move-fsid-device")
+	moved := moveDisk(t, a, disk)
+	b := startAgent(t, agentConfig{host: "127.0.0.9", volumeDir: moved.MountPoint, extra: extra})
+	b.waitHealthz(http.StatusOK)
+	f.set(b)
+	ctx := opCtx(t)
+	if _, err := c.GetAttr(ctx, o.FH()); !errors.Is(err, nfs4.ErrStale) {
+		t.Fatalf("GETATTR of the old handle after a move with fsid_device = true: %v, want NFS4ERR_STALE", err)
+	}
+	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 0 || rs[0].Lost != 1 {
+		t.Fatalf("recoveries = %+v; want one with the open lost (its handle is stale)", rs)
+	}
+	if _, err := o.Write(ctx, 0, []byte("x"), nfsv4.FILE_SYNC4); !errors.Is(err, nfs4.ErrOpenLost) || !errors.Is(err, nfs4.ErrStale) {
+		t.Fatalf("WRITE through the lost open: %v, want ErrOpenLost wrapping NFS4ERR_STALE", err)
+	}
 }
 
 // graceLog is what ganesha logged about its grace period.
