@@ -320,8 +320,13 @@ func checkResults(res *nfsv4.Compound4res, ops []nfsv4.NfsArgop4) ([]nfsv4.NfsRe
 		return nil, fmt.Errorf("%w: %d results for %d operations", ErrBadReply, len(res.Resarray), len(ops))
 	}
 	for i, r := range res.Resarray {
-		if r == nil || r.GetResop() != ops[i].GetArgop() {
-			return nil, fmt.Errorf("%w: result %d does not answer operation %d", ErrBadReply, i, ops[i].GetArgop())
+		if r == nil {
+			return nil, fmt.Errorf("%w: result %d missing", ErrBadReply, i)
+		}
+		// A server that does not know an operation answers with OP_ILLEGAL's result, and stops.
+		illegal := r.GetResop() == nfsv4.OP_ILLEGAL && i == len(res.Resarray)-1 && res.Status != nfsv4.NFS4_OK
+		if r.GetResop() != ops[i].GetArgop() && !illegal {
+			return nil, fmt.Errorf("%w: result %d is for operation %d, not %d (status %d)", ErrBadReply, i, r.GetResop(), ops[i].GetArgop(), res.Status)
 		}
 	}
 	if res.Status != nfsv4.NFS4_OK {
