@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,9 +50,18 @@ type Disk struct {
 }
 
 // Attach attaches image to a free loop device and mounts it at mountPoint (created if missing).
-func Attach(ctx context.Context, image, mountPoint string) (*Disk, error) {
+// If the next free device is one of avoid (the disk's device on the node it left), a
+// placeholder holds it while the image is attached, so a move always changes the device number.
+func Attach(ctx context.Context, image, mountPoint string, avoid ...string) (*Disk, error) {
 	if err := os.MkdirAll(mountPoint, 0o755); err != nil {
 		return nil, fmt.Errorf("mount point: %w", err)
+	}
+	if next, err := run(ctx, "losetup", "--find"); err == nil && slices.Contains(avoid, next) {
+		release, err := hold(ctx, filepath.Dir(image))
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
 	dev, err := run(ctx, "losetup", "--find", "--show", image)
 	if err != nil {
@@ -103,6 +113,32 @@ func (d *Disk) Move(ctx context.Context, mountPoint string) (*Disk, error) {
 	}
 	n.Rdev = st.Dev
 	return n, nil
+}
+
+// hold binds a small placeholder file to the next free loop device, until release.
+func hold(ctx context.Context, dir string) (release func(), err error) {
+	f, err := os.CreateTemp(dir, "placeholder-*.img")
+	if err != nil {
+		return nil, fmt.Errorf("placeholder: %w", err)
+	}
+	name := f.Name()
+	err = f.Truncate(1 << 20)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(name)
+		return nil, fmt.Errorf("placeholder: %w", err)
+	}
+	dev, err := run(ctx, "losetup", "--find", "--show", name)
+	if err != nil {
+		_ = os.Remove(name)
+		return nil, err
+	}
+	return func() {
+		_, _ = run(context.WithoutCancel(ctx), "losetup", "-d", dev)
+		_ = os.Remove(name)
+	}, nil
 }
 
 // Detach unmounts the disk and frees its loop device; it is a no-op on a detached disk. An

@@ -112,7 +112,7 @@ var ErrOpenLost = errors.New("open state lost in server recovery")
 // ErrClosed is returned by a closed client.
 var ErrClosed = errors.New("nfs4 client closed")
 
-// Dial connects, establishes a client ID and a session, sends RECLAIM_COMPLETE (a new client
+// Dial connects (retrying refused connections until ctx ends), establishes a client ID and a session, sends RECLAIM_COMPLETE (a new client
 // has nothing to reclaim, and without it the server holds its OPENs in grace), reads the lease
 // time and starts the lease keeper, which SEQUENCEs three times per lease.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
@@ -148,9 +148,19 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c.xid = uint32(x[0])<<24 | uint32(x[1])<<16 | uint32(x[2])<<8 | uint32(x[3])
 	ctx, cancel := c.opContext(ctx)
 	defer cancel()
-	if err := c.establish(ctx); err != nil {
+	// A server that is still starting refuses connections: retry, as mount does.
+	for attempt := 0; ; attempt++ {
+		err := c.establish(ctx)
+		if err == nil {
+			break
+		}
 		c.dropConn()
-		return nil, err
+		if !errors.Is(err, ErrConnection) || ctx.Err() != nil {
+			return nil, err
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return nil, err
+		}
 	}
 	if err := c.reclaimComplete(ctx); err != nil {
 		c.dropConn()

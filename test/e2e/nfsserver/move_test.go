@@ -114,6 +114,7 @@ func TestMove(t *testing.T) {
 	}{
 		{"shipped config: handle and open survive", testMoveShipped},
 		{"fsid_device = true: handle goes stale", testMoveFsidDevice},
+		{"no block device visible, as in a pod: handle survives on ext4", testMoveNoBlockDevice},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -282,6 +283,43 @@ exec ganesha.nfsd "$@"
 	}
 	if _, err := o.Write(ctx, 0, []byte("x"), nfsv4.FILE_SYNC4); !errors.Is(err, nfs4.ErrOpenLost) || !errors.Is(err, nfs4.ErrStale) {
 		t.Fatalf("WRITE through the lost open: %v, want ErrOpenLost wrapping NFS4ERR_STALE", err)
+	}
+}
+
+// testMoveNoBlockDevice serves the disk from a ganesha that, as in an unprivileged pod, sees the
+// filesystem mounted but not its block device (a private /dev without it, and no blkid cache),
+// so it cannot read the UUID through blkid and falls back to statfs's f_fsid. On ext4 that is
+// derived from the filesystem UUID, so the handle must still survive a move.
+func testMoveNoBlockDevice(t *testing.T) {
+	wrapper := filepath.Join(t.TempDir(), "ganesha-no-blkid")
+	script := `#!/bin/sh
+exec unshare -m sh -c '
+mount -t tmpfs -o size=1m none /dev &&
+mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5 &&
+mknod -m 666 /dev/random c 1 8 && mknod -m 666 /dev/urandom c 1 9 &&
+mount -t tmpfs -o size=1m none /run/blkid 2>/dev/null || true
+ls /dev | grep -q loop && exit 97
+exec ganesha.nfsd "$@"' ganesha "$@"
+`
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extra := []string{"--ganesha-binary=" + wrapper}
+	disk := newDisk(t)
+	a := startAgent(t, agentConfig{host: "127.0.0.11", volumeDir: disk.MountPoint, extra: extra})
+	a.waitHealthz(http.StatusOK)
+	c, o, f, written := openAndWrite(t, a, "move-no-blkid")
+	moved := moveDisk(t, a, disk)
+	b := startAgent(t, agentConfig{host: "127.0.0.12", volumeDir: moved.MountPoint, extra: extra})
+	b.waitHealthz(http.StatusOK)
+	f.set(b)
+	ctx := opCtx(t)
+	got, err := o.ReadAll(ctx)
+	if err != nil || !bytes.Equal(got, written) {
+		t.Fatalf("reading through the open after the move, without blkid: %d bytes, %v; want %d", len(got), err, len(written))
+	}
+	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 1 {
+		t.Fatalf("recoveries = %+v; want one with the open reclaimed", rs)
 	}
 }
 
