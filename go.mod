@@ -3,6 +3,7 @@ module github.com/sharewarden/sharewarden
 go 1.26.0
 
 require (
+	github.com/buildbarn/go-xdr v0.0.0-20261005144839-a2095890273e
 	github.com/evanphx/json-patch/v5 v5.9.11
 	github.com/go-logr/logr v1.4.3
 	github.com/mattbaird/jsonpatch v0.0.0-20240118010651-0ba75a80ca38

@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -23,6 +27,7 @@ import (
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
+	"github.com/sharewarden/sharewarden/test/nfs4"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 )
@@ -76,15 +81,13 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 	if err != nil {
 		return fmt.Errorf("locating the sharewarden binary: %w", err)
 	}
-	dataPlane := os.Geteuid() == 0 && haveTools("ganesha.nfsd", "nfs-cp", "nfs-cat", "nfs-ls")
+	dataPlane := os.Geteuid() == 0 && haveTools("ganesha.nfsd", "losetup", "mkfs.ext4")
 	var runner *serverrunner.Runner
 	if dataPlane {
 		runner, err = serverrunner.Start(ctx, serverrunner.Config{
 			Client: c.Client(), Binary: self, Namespace: fixture.SystemNamespace,
 			WorkDir: filepath.Join(c.WorkDir(), "dataplane"),
-			// libnfs, the demo's NFS client, speaks NFSv4.0 only; kernel clients use 4.1.
-			ExtraArgs: []string{"--nfs-minor-versions=0,1,2"},
-			Logf:      func(f string, a ...any) { say("  kubelet: "+f, a...) },
+			Logf:    func(f string, a ...any) { say("  kubelet: "+f, a...) },
 			// Servers hold their volume's Lease (self-fencing) with the admin identity here.
 			Kubeconfig: c.Kubeconfig(),
 		})
@@ -92,9 +95,9 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 			return err
 		}
 		onStop(runner.Stop)
-		say("playing the kubelet for NFS server pods: each runs `sharewarden nfs-server` with real nfs-ganesha on a loopback address")
+		say("playing the kubelet for NFS server pods: each runs `sharewarden nfs-server` with real nfs-ganesha on a loopback address, its backing disk an ext4 image on a loop device")
 	} else {
-		say("NOTE: no root or no nfs-ganesha/libnfs-utils here (make demo installs them): control plane only, no NFS data path")
+		say("NOTE: no root or no nfs-ganesha here (make demo installs it): control plane only, no NFS data path")
 	}
 
 	cl, err := fixture.NewClient(c)
@@ -151,15 +154,17 @@ func walkthrough(ctx context.Context, c *cluster.Cluster, say func(string, ...an
 	}); err != nil {
 		return fmt.Errorf("server agent not running: %w", err)
 	}
-	if err := moveData(ctx, ep, say); err != nil {
+	app, err := moveData(ctx, ep, say)
+	if err != nil {
 		return err
 	}
-	return failover(ctx, c, cl, runner, sv, ep, say)
+	defer func() { _ = app.c.Close() }()
+	return failover(ctx, c, cl, runner, sv, ep, app, say)
 }
 
 // failover kills the server's node the way a power loss and a network partition would, and
 // follows the volume to its new node; the client reads what it wrote and carries on.
-func failover(ctx context.Context, c *cluster.Cluster, cl client.Client, runner *serverrunner.Runner, sv *swv1.SharedVolume, oldEP serverrunner.Endpoint, say func(string, ...any)) error {
+func failover(ctx context.Context, c *cluster.Cluster, cl client.Client, runner *serverrunner.Runner, sv *swv1.SharedVolume, oldEP serverrunner.Endpoint, app *app, say func(string, ...any)) error {
 	node := sv.Status.Server.NodeName
 	old := &corev1.Pod{}
 	if err := cl.Get(ctx, client.ObjectKey{Namespace: sv.Status.Server.Pod.Namespace, Name: sv.Status.Server.Pod.Name}, old); err != nil {
@@ -189,7 +194,8 @@ func failover(ctx context.Context, c *cluster.Cluster, cl client.Client, runner 
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(old), p); err == nil && p.UID != old.UID {
 			if e, ok := runner.EndpointByUID(p.UID); ok && ep.Host == "" {
 				ep = e
-				say("  +%4.1fs  replacement server running on %s (%s:%d)", time.Since(t0).Seconds(), p.Spec.NodeName, e.Host, e.Port)
+				app.cur.Store(&e)
+				say("  +%4.1fs  replacement server running on %s (%s:%d), its disk moved from %s to %s", time.Since(t0).Seconds(), p.Spec.NodeName, e.Host, e.Port, oldEP.Device, e.Device)
 			}
 		}
 		return ep.Host != "" && oldStopped && phase == swv1.PhaseReady, nil
@@ -197,66 +203,108 @@ func failover(ctx context.Context, c *cluster.Cluster, cl client.Client, runner 
 	if err != nil {
 		return fmt.Errorf("failover did not complete: %w", err)
 	}
-	out, err := retry(ctx, "nfs-cat", ep.URL("/export/hello.txt"))
+	// The writer kept its file handle and its open across the move: its client reconnects,
+	// finds its session and client ID gone, reclaims the open and carries on.
+	attr, err := app.c.GetAttr(ctx, app.o.FH())
 	if err != nil {
-		return fmt.Errorf("reading after the failover: %w\n%s", err, out)
+		return fmt.Errorf("the file handle from before the failover: %w", err)
 	}
-	say("  +%4.1fs  reader (same Service IP %s): %q is still there", time.Since(t0).Seconds(), sv.Status.ServiceIP, strings.TrimSpace(out))
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := exec.CommandContext(lctx, "nfs-ls", oldEP.URL("/export")).Run(); err == nil {
+	say("  +%4.1fs  writer: GETATTR of the file handle taken before the failover: fileid %d, %d bytes (no ESTALE)", time.Since(t0).Seconds(), attr.FileID, attr.Size)
+	more := "and again after the failover\n"
+	if _, err := app.o.Write(ctx, attr.Size, []byte(more), nfsv4.FILE_SYNC4); err != nil {
+		return fmt.Errorf("writing through the reclaimed open: %w", err)
+	}
+	got, err := app.o.ReadAll(ctx)
+	if err != nil {
+		return fmt.Errorf("reading after the failover: %w", err)
+	}
+	rs := app.c.Recoveries()
+	say("  +%4.1fs  writer: the open was reclaimed (recoveries: %d, open reclaimed %d times) and writes carry on; the file now reads %q", time.Since(t0).Seconds(), len(rs), app.o.Reclaims(), strings.TrimSpace(string(got)))
+	if !strings.HasSuffix(string(got), more) {
+		return fmt.Errorf("read back %q after the failover", got)
+	}
+	if err := serves(ctx, oldEP); err == nil {
 		return fmt.Errorf("the old server still serves after the failover")
 	}
 	say("  the old server on %s refuses clients; %s stays fenced until it is Ready again for the settle period", node, node)
 	return printEvents(ctx, c, sv.Namespace, sv.Spec.ClaimName, say)
 }
 
-// moveData writes a file through NFS as a consumer on one node would, and reads it back as
-// another, retrying while the server finishes its grace period.
-func moveData(ctx context.Context, ep serverrunner.Endpoint, say func(string, ...any)) error {
-	src, err := os.CreateTemp("", "sharewarden-demo-")
-	if err != nil {
-		return fmt.Errorf("temp file: %w", err)
-	}
-	defer os.Remove(src.Name())
-	msg := fmt.Sprintf("hello from a writer pod, %s\n", time.Now().Format(time.RFC3339))
-	if _, err := src.WriteString(msg); err != nil {
-		return fmt.Errorf("temp file: %w", err)
-	}
-	_ = src.Close()
-	say("writer: nfs-cp %s %s", src.Name(), ep.URL("/export/hello.txt"))
-	if out, err := retry(ctx, "nfs-cp", src.Name(), ep.URL("/export/hello.txt")); err != nil {
-		return fmt.Errorf("writing through NFS: %w\n%s", err, out)
-	}
-	out, err := retry(ctx, "nfs-cat", ep.URL("/export/hello.txt"))
-	if err != nil {
-		return fmt.Errorf("reading through NFS: %w\n%s", err, out)
-	}
-	say("reader: nfs-cat %s -> %q", ep.URL("/export/hello.txt"), strings.TrimSpace(out))
-	if out != msg {
-		return fmt.Errorf("reader saw %q, writer wrote %q", out, msg)
-	}
-	say("the file is on the backing volume too: %s", filepath.Join(ep.DataDir, "data", "hello.txt"))
-	return nil
+// app is the demo's writer: an NFSv4.2 client that holds a file open across the failover, as
+// an application on a kernel mount of the Service IP would; cur is the server it reaches (the
+// Service IP's endpoint).
+type app struct {
+	c   *nfs4.Client
+	o   *nfs4.Open
+	cur atomic.Pointer[serverrunner.Endpoint]
 }
 
-func retry(ctx context.Context, tool string, args ...string) (string, error) {
-	var out []byte
+// moveData writes a file through NFS as a consumer on one node would, and reads it back as
+// another (a second client), both on the shipped NFSv4.1+ server.
+func moveData(ctx context.Context, ep serverrunner.Endpoint, say func(string, ...any)) (*app, error) {
+	a := &app{}
+	a.cur.Store(&ep)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	var err error
-	for range 60 {
-		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		out, err = exec.CommandContext(cctx, tool, args...).CombinedOutput()
-		cancel()
-		if err == nil {
-			return string(out), nil
-		}
-		select {
-		case <-ctx.Done():
-			return string(out), ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+	a.c, err = nfs4.Dial(ctx, nfs4.Config{Owner: "demo-writer", MinorVersion: 2, Recover: true,
+		Dial: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", a.cur.Load().Addr())
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("NFSv4.2 writer: %w", err)
+	}
+	msg := fmt.Sprintf("hello from a writer pod, %s\n", time.Now().Format(time.RFC3339))
+	export, err := a.c.LookupPath(ctx, "/export")
+	if err == nil {
+		a.o, err = a.c.Open(ctx, export, "hello.txt", nfs4.OpenFlags{Create: true, Mode: 0o644})
+	}
+	if err == nil {
+		_, err = a.o.Write(ctx, 0, []byte(msg), nfsv4.FILE_SYNC4)
+	}
+	if err != nil {
+		_ = a.c.Close()
+		return nil, fmt.Errorf("writing through NFS: %w", err)
+	}
+	say("writer (NFSv4.2 client, session, lease %s): opened /export/hello.txt, handle %x, wrote %d bytes FILE_SYNC", a.c.Lease(), a.o.FH(), len(msg))
+	r, err := nfs4.Dial(ctx, nfs4.Config{Addr: ep.Addr(), Owner: "demo-reader", MinorVersion: 1})
+	if err != nil {
+		_ = a.c.Close()
+		return nil, fmt.Errorf("NFSv4.1 reader: %w", err)
+	}
+	defer func() { _ = r.Close() }()
+	var got []byte
+	fh, err := r.LookupPath(ctx, "/export/hello.txt")
+	if err == nil {
+		var o *nfs4.Open
+		if o, err = r.Open(ctx, export, "hello.txt", nfs4.OpenFlags{ReadOnly: true}); err == nil {
+			got, err = o.ReadAll(ctx)
 		}
 	}
-	return string(out), err
+	if err != nil {
+		_ = a.c.Close()
+		return nil, fmt.Errorf("reading through NFS: %w", err)
+	}
+	say("reader (NFSv4.1 client): handle %x, read %q", fh, strings.TrimSpace(string(got)))
+	if string(got) != msg {
+		_ = a.c.Close()
+		return nil, fmt.Errorf("reader saw %q, writer wrote %q", got, msg)
+	}
+	say("the file is on the backing disk too (%s, mounted at %s): %s", ep.Device, ep.DataDir, filepath.Join(ep.DataDir, "data", "hello.txt"))
+	return a, nil
+}
+
+// serves tells whether the server at ep still answers a new client.
+func serves(ctx context.Context, ep serverrunner.Endpoint) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := nfs4.Dial(ctx, nfs4.Config{Addr: ep.Addr(), Owner: "demo-check", CallTimeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	c.Abandon()
+	return nil
 }
 
 func printEvents(ctx context.Context, c *cluster.Cluster, ns, name string, say func(string, ...any)) error {

@@ -1,13 +1,21 @@
 // Package serverrunner plays the kubelet for ShareWarden's NFS server pods on kwok nodes: for
 // each server pod bound to a node it runs the real `sharewarden nfs-server` agent, with real
-// nfs-ganesha, on a loopback address of its own and a data directory standing in for the
-// backing volume (one per backing PV, so a restarted server finds its data). kwok still owns
+// nfs-ganesha, on a loopback address of its own, with the backing volume laid out as the PV says:
+//   - a network-style disk (a CSI PV, attachable anywhere) is an ext4 image attached to a loop
+//     device and mounted for the server on its node, and detached when the server stops; a
+//     server that moves gets the same filesystem on another loop device (another device
+//     number), as a cloud disk does on another node, so file-handle identity is really tested;
+//   - a local disk is a directory (it never moves).
+//
+// Each PV keeps its image or directory, so a restarted server finds its data. kwok still owns
 // the pods' status; this only makes the data path real.
 package serverrunner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -27,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/loopdisk"
 )
 
 // Config says what to run and where.
@@ -36,7 +45,8 @@ type Config struct {
 	Binary string
 	// Namespace holds the server pods and backing claims.
 	Namespace string
-	// WorkDir receives disks/<pv>/ (the volumes' data), and each server's runtime dir and log.
+	// WorkDir receives disks/<pv>/ (local disks) and disks/<pv>.img (network disks, mounted
+	// under nodes/<node>/<pv>), and each server's runtime dir and log.
 	WorkDir string
 	// ExtraArgs are appended to every agent's arguments.
 	ExtraArgs []string
@@ -54,7 +64,14 @@ type Endpoint struct {
 	Port    int
 	Node    string
 	DataDir string
+	// Device and Dev are the loop device of a network disk and the st_dev of its mounted
+	// filesystem (empty and 0 for a local disk); a move changes both.
+	Device string
+	Dev    uint64
 }
+
+// Addr is the endpoint's NFS address, host:port.
+func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
 
 // URL is a libnfs URL of path on the endpoint (NFSv4).
 func (e Endpoint) URL(path string) string {
@@ -65,7 +82,18 @@ type server struct {
 	ep   Endpoint
 	cmd  *exec.Cmd
 	done chan struct{}
+	// disk is the network disk attached for this server (nil for a local disk); it is detached
+	// once the agent has exited.
+	disk *loopdisk.Disk
+	pv   string
 }
+
+// diskSize is the size of a network disk's (sparse) image.
+const diskSize = 256 << 20
+
+// detachTimeout bounds how long attaching a network disk waits for the server that still has
+// it to exit; then that server is killed, as a cloud force-detach takes the disk from a dead node.
+const detachTimeout = 60 * time.Second
 
 // Runner runs agents for server pods until Stop.
 type Runner struct {
@@ -75,6 +103,8 @@ type Runner struct {
 
 	mu          sync.Mutex
 	servers     map[types.UID]*server
+	attached    map[string]*server // network disk (PV name) -> the server that has it attached
+	lastDevice  map[string]string  // network disk (PV name) -> the loop device it last had
 	names       map[string]types.UID
 	nextIP      int
 	proxies     map[string]*proxy
@@ -97,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, names: map[string]types.UID{}, nextIP: 10,
+	r := &Runner{cfg: cfg, cancel: cancel, servers: map[types.UID]*server{}, attached: map[string]*server{}, lastDevice: map[string]string{}, names: map[string]types.UID{}, nextIP: 10,
 		proxies: map[string]*proxy{}, kubeconfigs: map[string]string{}, partitioned: map[string]bool{}, serviceAddrs: map[string]string{}}
 	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -169,6 +199,18 @@ func (r *Runner) Stop() {
 		p.close()
 	}
 	r.wg.Wait()
+	// Servers of partitioned nodes may have exited on their own but still hold their disk.
+	r.mu.Lock()
+	var held []*server
+	for _, s := range r.attached {
+		held = append(held, s)
+	}
+	r.mu.Unlock()
+	for _, s := range held {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+		r.releaseDisk(s)
+	}
 }
 
 // PartitionNode cuts node's servers off the apiserver (their NFS ports stay up) and stops
@@ -301,29 +343,107 @@ func (r *Runner) syncPod(ctx context.Context, p *corev1.Pod) {
 	}
 }
 
-func (r *Runner) dataDir(ctx context.Context, p *corev1.Pod) (string, error) {
+// backingPV returns the PV bound to the pod's backing claim.
+func (r *Runner) backingPV(ctx context.Context, p *corev1.Pod) (*corev1.PersistentVolume, error) {
 	for _, v := range p.Spec.Volumes {
 		if v.PersistentVolumeClaim == nil {
 			continue
 		}
 		pvc, err := r.cfg.Client.CoreV1().PersistentVolumeClaims(p.Namespace).Get(ctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
 		if err != nil {
-			return "", fmt.Errorf("backing claim: %w", err)
+			return nil, fmt.Errorf("backing claim: %w", err)
 		}
 		if pvc.Spec.VolumeName == "" {
-			return "", fmt.Errorf("backing claim %s not bound yet", pvc.Name)
+			return nil, fmt.Errorf("backing claim %s not bound yet", pvc.Name)
 		}
-		dir := filepath.Join(r.cfg.WorkDir, "disks", pvc.Spec.VolumeName)
-		return dir, os.MkdirAll(dir, 0o755)
+		pv, err := r.cfg.Client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("backing PV: %w", err)
+		}
+		return pv, nil
 	}
-	return "", fmt.Errorf("pod mounts no claim")
+	return nil, fmt.Errorf("pod mounts no claim")
 }
 
-func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
-	data, err := r.dataDir(ctx, p)
+// mountVolume lays out the backing volume for a server on node: a local disk's directory, or a
+// network disk's image attached and mounted there (after the server that had it let go).
+func (r *Runner) mountVolume(ctx context.Context, pv *corev1.PersistentVolume, node string) (string, *loopdisk.Disk, error) {
+	disks := filepath.Join(r.cfg.WorkDir, "disks")
+	if pv.Spec.CSI == nil {
+		dir := filepath.Join(disks, pv.Name)
+		return dir, nil, os.MkdirAll(dir, 0o755)
+	}
+	if err := os.MkdirAll(disks, 0o755); err != nil {
+		return "", nil, fmt.Errorf("disks dir: %w", err)
+	}
+	image := filepath.Join(disks, pv.Name+".img")
+	if _, err := os.Stat(image); errors.Is(err, fs.ErrNotExist) {
+		if err := loopdisk.Create(ctx, image, diskSize); err != nil {
+			_ = os.Remove(image)
+			return "", nil, err
+		}
+	} else if err != nil {
+		return "", nil, fmt.Errorf("disk image: %w", err)
+	}
+	r.mu.Lock()
+	prev := r.attached[pv.Name]
+	r.mu.Unlock()
+	if prev != nil {
+		select {
+		case <-prev.done:
+		case <-time.After(detachTimeout):
+			r.cfg.Logf("disk %s: still attached for a server on %s after %s: force-detaching (killing that server)", pv.Name, prev.ep.Node, detachTimeout)
+			_ = syscall.Kill(-prev.cmd.Process.Pid, syscall.SIGKILL)
+			<-prev.done
+		}
+		r.releaseDisk(prev)
+	}
+	r.mu.Lock()
+	last := r.lastDevice[pv.Name]
+	r.mu.Unlock()
+	// Never the device it had on the node it left: a move changes the device number.
+	d, err := loopdisk.Attach(ctx, image, filepath.Join(r.cfg.WorkDir, "nodes", node, pv.Name), last)
+	if err != nil {
+		return "", nil, err
+	}
+	r.mu.Lock()
+	r.lastDevice[pv.Name] = d.Device
+	r.mu.Unlock()
+	return d.MountPoint, d, nil
+}
+
+// releaseDisk detaches s's network disk, once its agent has exited.
+func (r *Runner) releaseDisk(s *server) {
+	r.mu.Lock()
+	if s.disk == nil || r.attached[s.pv] != s {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.attached, s.pv)
+	r.mu.Unlock()
+	if err := s.disk.Detach(context.Background()); err != nil {
+		r.cfg.Logf("disk %s: %v", s.pv, err)
+		return
+	}
+	r.cfg.Logf("disk %s: detached from %s", s.pv, s.ep.Node)
+}
+
+func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
+	pv, err := r.backingPV(ctx, p)
 	if err != nil {
 		return err
 	}
+	data, disk, err := r.mountVolume(ctx, pv, p.Spec.NodeName)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && disk != nil {
+			if derr := disk.Detach(context.Background()); derr != nil {
+				r.cfg.Logf("disk %s: %v", pv.Name, derr)
+			}
+		}
+	}()
 	r.mu.Lock()
 	r.nextIP++
 	host := fmt.Sprintf("127.0.%d.%d", 1+r.nextIP/250, 1+r.nextIP%250)
@@ -379,11 +499,21 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) error {
 		_ = logf.Close()
 		return fmt.Errorf("starting agent: %w", err)
 	}
-	s := &server{ep: Endpoint{Host: host, Port: nfsPort, Node: p.Spec.NodeName, DataDir: data}, cmd: cmd, done: make(chan struct{})}
+	s := &server{ep: Endpoint{Host: host, Port: nfsPort, Node: p.Spec.NodeName, DataDir: data}, cmd: cmd, done: make(chan struct{}),
+		disk: disk, pv: pv.Name}
+	if disk != nil {
+		s.ep.Device, s.ep.Dev = disk.Device, disk.Rdev
+	}
 	r.mu.Lock()
 	r.servers[p.UID] = s
+	if disk != nil {
+		r.attached[pv.Name] = s
+	}
 	r.names[p.Name] = p.UID
 	r.mu.Unlock()
+	if disk != nil {
+		r.cfg.Logf("disk %s: attached on %s as %s (st_dev %d), mounted at %s", pv.Name, p.Spec.NodeName, disk.Device, disk.Rdev, data)
+	}
 	r.cfg.Logf("server %s on %s: agent serving %s:%d, data %s", p.Name, p.Spec.NodeName, host, nfsPort, data)
 	r.wg.Add(1)
 	go func() {
@@ -416,6 +546,7 @@ func (r *Runner) stopServer(uid types.UID) {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 		<-s.done
 	}
+	r.releaseDisk(s)
 }
 
 func freePort(host string) (int, error) {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,41 +19,36 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
+
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/test/fixture"
+	"github.com/sharewarden/sharewarden/test/loopdisk"
+	"github.com/sharewarden/sharewarden/test/nfs4"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 )
 
-// nfsPut writes content to name on the export through NFS; success is the server's ack.
-func nfsPut(ep serverrunner.Endpoint, dir, name, content string) error {
-	src := filepath.Join(dir, name)
-	if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
-		return err
-	}
+// serves tells whether the server at ep acknowledges a write (FILE_SYNC) from a new NFSv4.2
+// client, within a few seconds.
+func serves(ep serverrunner.Endpoint) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "nfs-cp", src, ep.URL("/export/"+name)).CombinedOutput()
+	c, err := nfs4.Dial(ctx, nfs4.Config{Addr: ep.Addr(), Owner: "fencing-check", MinorVersion: 2, CallTimeout: 2 * time.Second})
 	if err != nil {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+		return err
 	}
-	return nil
-}
-
-func nfsLs(ep serverrunner.Endpoint) ([]string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "nfs-ls", ep.URL("/export")).CombinedOutput()
+	defer c.Abandon()
+	export, err := c.LookupPath(ctx, "/export")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, out)
+		return err
 	}
-	var names []string
-	for _, l := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(l); len(f) > 0 {
-			names = append(names, f[len(f)-1])
-		}
+	o, err := c.Open(ctx, export, "check", nfs4.OpenFlags{Create: true, Mode: 0o644})
+	if err != nil {
+		return err
 	}
-	return names, nil
+	_, err = o.Write(ctx, 0, []byte("x"), nfsv4.FILE_SYNC4)
+	return err
 }
 
 func waitFor(t testing.TB, ctx context.Context, timeout time.Duration, what string, cond func() error) {
@@ -89,7 +82,7 @@ type volume struct {
 }
 
 // newVolume starts a controller and the server runner, provisions an RWX claim in ns and
-// waits until its first server serves. agentArgs tune the servers (NFS lease and grace).
+// waits until its first server serves. agentArgs are added to the servers' (shipped) defaults.
 func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string) *volume {
 	t.Helper()
 	v := &volume{}
@@ -109,17 +102,32 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 			t.Errorf("controller: %v", err)
 		}
 	})
+	workDir := t.TempDir()
 	v.runner, err = serverrunner.Start(bg, serverrunner.Config{
-		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: t.TempDir(),
+		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: workDir,
 		Kubeconfig: plane.Kubeconfig(),
-		// libnfs, the test's NFS client, speaks NFSv4.0 only.
-		ExtraArgs: append([]string{"--nfs-minor-versions=0,1,2"}, agentArgs...),
-		Logf:      t.Logf,
+		ExtraArgs:  agentArgs,
+		Logf:       t.Logf,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(v.runner.Stop)
+	t.Cleanup(func() {
+		// Stop must leave no loop device attached and nothing mounted.
+		v.runner.Stop()
+		images, _ := filepath.Glob(filepath.Join(workDir, "disks", "*.img"))
+		for _, img := range images {
+			if devs, err := loopdisk.Attached(context.Background(), img); err != nil || len(devs) > 0 {
+				t.Errorf("after Stop, %s is still attached to %v (%v)", img, devs, err)
+			}
+		}
+		mounts, _ := filepath.Glob(filepath.Join(workDir, "nodes", "*", "*"))
+		for _, m := range mounts {
+			if loopdisk.Mounted(m) {
+				t.Errorf("after Stop, %s is still mounted", m)
+			}
+		}
+	})
 	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +198,7 @@ func (v *volume) waitReady(t testing.TB, ctx context.Context, failovers int32) *
 func TestPartitionFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	v := newVolume(t, ctx, "fence", "--lease=5s", "--grace=5s")
+	v := newVolume(t, ctx, "fence")
 	serviceIP := v.sv.Status.ServiceIP
 	l := startLoad(t, v.runner, v.first.UID, v.ep)
 	waitFor(t, ctx, 60*time.Second, "records written before the failure", func() error {
@@ -227,9 +235,22 @@ func TestPartitionFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The application's file handle, taken before the failure.
+	fh := l.open.FH()
+	before, err := l.writer.GetAttr(ctx, fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackedBefore := l.ackedCount()
+
 	phases := watchPhases(ctx, v)
 	f := killServerNode(t, ctx, v.c, l, v.podKey)
-	time.Sleep(2 * time.Second) // keep writing a little past the failover
+	waitFor(t, ctx, 90*time.Second, "the writer's records carry on past the failover", func() error {
+		if n := l.ackedCount(); n < ackedBefore+20 {
+			return fmt.Errorf("%d records, %d before the failover", n, ackedBefore)
+		}
+		return nil
+	})
 	l.finish()
 	t.Logf("failover off %s: replacement placed after %s, first write acknowledged after %s",
 		f.deadNode, f.placed.Round(time.Millisecond), f.acknowledge.Round(time.Millisecond))
@@ -247,18 +268,29 @@ func TestPartitionFailover(t *testing.T) {
 	if v.runner.Running(f.old.UID) {
 		t.Error("the cut-off server is still running: it should have stopped itself when its lease could not be renewed")
 	}
-	if err := nfsPut(v.ep, t.TempDir(), "after", "x"); err == nil {
+	if err := serves(v.ep); err == nil {
 		t.Error("the cut-off server still accepts writes")
 	}
+	// The disk moved to another device, and the handle from before still names the file; the
+	// writer's open was reclaimed and its writes carried on through it.
 	ep2, _ := v.runner.EndpointByUID(f.replacement.UID)
-	names, err := nfsLs(ep2)
-	if err != nil {
-		t.Fatal(err)
+	if ep2.Device == "" || ep2.Dev == v.ep.Dev {
+		t.Fatalf("backing disk on %q (st_dev %d) after the move, %q (st_dev %d) before: the move must change the device", ep2.Device, ep2.Dev, v.ep.Device, v.ep.Dev)
 	}
-	if lost := l.lost(names); len(lost) > 0 {
+	after, err := l.writer.GetAttr(ctx, fh)
+	if err != nil {
+		t.Fatalf("GETATTR of the handle from before the failover: %v", err)
+	}
+	if after.FileID != before.FileID {
+		t.Fatalf("the handle names fileid %d after the failover, %d before", after.FileID, before.FileID)
+	}
+	if n := l.open.Reclaims(); n != 1 {
+		t.Errorf("the writer's open was reclaimed %d times, want 1", n)
+	}
+	if lost := l.lost(t); len(lost) > 0 {
 		t.Errorf("%d acknowledged records lost after the failover, e.g. %v", len(lost), lost[:min(5, len(lost))])
 	}
-	t.Logf("%d acknowledged records, all present", l.ackedCount())
+	t.Logf("%d acknowledged records (%d before the failover), all present; recoveries %+v", l.ackedCount(), ackedBefore, l.writer.Recoveries())
 
 	// The volume's record tells the story; the Service IP did not change.
 	sv := v.waitReady(t, ctx, 1)
@@ -331,13 +363,14 @@ func TestPartitionFailover(t *testing.T) {
 		}
 		return nil
 	})
-	if err := nfsPut(v.ep, t.TempDir(), "stale", "x"); err == nil {
+	if err := serves(v.ep); err == nil {
 		t.Error("the stale server serves again after its node came back")
 	}
 }
 
 // TestRepeatedNodeKills kills the serving node again and again on one volume (each node
-// coming back right after its server moved): zero lost records, zero double-serving moments.
+// coming back right after its server moved): one NFSv4.2 open held throughout, reclaimed at
+// every failover, zero lost records, zero double-serving moments.
 // SHAREWARDEN_NODE_KILLS sets the count (default 20).
 func TestRepeatedNodeKills(t *testing.T) {
 	kills := 20
@@ -351,7 +384,7 @@ func TestRepeatedNodeKills(t *testing.T) {
 	if err := addExtraNodes(ctx); err != nil {
 		t.Fatal(err)
 	}
-	v := newVolume(t, ctx, "repeat", "--lease=5s", "--grace=5s")
+	v := newVolume(t, ctx, "repeat")
 	l := startLoad(t, v.runner, v.first.UID, v.ep)
 	order := []types.UID{v.first.UID}
 	for i := range kills {
@@ -366,12 +399,10 @@ func TestRepeatedNodeKills(t *testing.T) {
 	if n := l.doubleServing(order); n != 0 {
 		t.Errorf("%d handovers where two servers accepted writes at the same time", n)
 	}
-	last, _ := v.runner.EndpointByUID(order[len(order)-1])
-	names, err := nfsLs(last)
-	if err != nil {
-		t.Fatal(err)
+	if n := l.open.Reclaims(); n != kills {
+		t.Errorf("the writer's open was reclaimed %d times over %d failovers", n, kills)
 	}
-	if lost := l.lost(names); len(lost) > 0 {
+	if lost := l.lost(t); len(lost) > 0 {
 		t.Errorf("%d acknowledged records lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
 	}
 	sv := v.waitReady(t, ctx, int32(kills))

@@ -1,44 +1,96 @@
 package fencing_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"slices"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sharewarden/sharewarden/test/nfs4"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 )
 
-// load keeps one volume busy: a writer appends numbered records to whichever server serves,
-// each counted only once acknowledged, and a prober writes to every server it has known,
-// recording what each accepted and when.
+// recordSize is the size of one numbered record in the writer's log file.
+const recordSize = 64
+
+// record is the content of record i: its number, padded to recordSize.
+func record(i int) []byte {
+	b := bytes.Repeat([]byte{'.'}, recordSize)
+	copy(b, fmt.Sprintf("rec-%06d", i))
+	b[recordSize-1] = '\n'
+	return b
+}
+
+// load keeps one volume busy, as an application on a kernel NFSv4.1 mount would: a writer
+// holds one open file across every failover (its client reconnects, reclaims the open with
+// CLAIM_PREVIOUS and carries on) and appends numbered records with FILE_SYNC, each counted only
+// once acknowledged; a prober writes to every server it has known, recording what each
+// accepted and when.
 type load struct {
+	t      testing.TB
 	runner *serverrunner.Runner
-	src    string
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	writer *nfs4.Client
+	open   *nfs4.Open
 
 	mu      sync.Mutex
-	acked   []string
+	acked   int
 	writes  []accepted
 	current serverrunner.Endpoint
 	curUID  types.UID
 	servers map[types.UID]serverrunner.Endpoint
+	probes  map[types.UID]*prober
 }
 
+// prober is one probe client on one server; it is dropped and made again when it fails.
+type prober struct {
+	c *nfs4.Client
+	o *nfs4.Open
+}
+
+const logFile = "log"
+
 func startLoad(t testing.TB, runner *serverrunner.Runner, uid types.UID, ep serverrunner.Endpoint) *load {
-	l := &load{runner: runner, src: t.TempDir(), stop: make(chan struct{}), current: ep, curUID: uid,
-		servers: map[types.UID]serverrunner.Endpoint{uid: ep}}
+	t.Helper()
+	l := &load{t: t, runner: runner, stop: make(chan struct{}), current: ep, curUID: uid,
+		servers: map[types.UID]serverrunner.Endpoint{uid: ep}, probes: map[types.UID]*prober{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var err error
+	l.writer, err = nfs4.Dial(ctx, nfs4.Config{Dial: l.dialCurrent, Owner: "fencing-writer", MinorVersion: 2, Recover: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("writer: %v", err)
+	}
+	export, err := l.writer.LookupPath(ctx, "/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.writer.Close() })
+	if l.open, err = l.writer.Open(ctx, export, logFile, nfs4.OpenFlags{Create: true, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
 	l.wg.Add(2)
 	go l.write()
 	go l.probe()
 	return l
+}
+
+// dialCurrent connects to the volume's current server, as the Service IP would.
+func (l *load) dialCurrent(ctx context.Context) (net.Conn, error) {
+	l.mu.Lock()
+	ep := l.current
+	l.mu.Unlock()
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", ep.Addr())
 }
 
 func (l *load) write() {
@@ -49,16 +101,16 @@ func (l *load) write() {
 			return
 		default:
 		}
-		l.mu.Lock()
-		ep := l.current
-		l.mu.Unlock()
-		name := fmt.Sprintf("rec-%06d", i)
-		if err := nfsPut(ep, l.src, name, name+"\n"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := l.open.Write(ctx, uint64(i*recordSize), record(i), nfsv4.FILE_SYNC4)
+		cancel()
+		if err == nil {
 			l.mu.Lock()
-			l.acked = append(l.acked, name)
+			l.acked = i + 1
 			l.mu.Unlock()
 			i++
 		} else {
+			l.t.Logf("writer: record %d: %v", i, err)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
@@ -80,7 +132,7 @@ func (l *load) probe() {
 		l.mu.Unlock()
 		for uid, ep := range eps {
 			sent := time.Now()
-			if err := nfsPut(ep, l.src, fmt.Sprintf("probe-%s-%d", uid[:8], n), "p\n"); err == nil {
+			if err := l.probeOnce(uid, ep, n); err == nil {
 				l.mu.Lock()
 				l.writes = append(l.writes, accepted{server: uid, sent: sent, done: time.Now()})
 				l.mu.Unlock()
@@ -89,10 +141,48 @@ func (l *load) probe() {
 	}
 }
 
+// probeOnce writes (FILE_SYNC) to server uid through its probe client, making one if needed.
+// All probe clients share one owner, so each new server counts the probe among the clients on
+// record that reclaimed (RECLAIM_COMPLETE) and can end grace early.
+func (l *load) probeOnce(uid types.UID, ep serverrunner.Endpoint, n int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	l.mu.Lock()
+	p := l.probes[uid]
+	l.mu.Unlock()
+	if p == nil {
+		c, err := nfs4.Dial(ctx, nfs4.Config{Addr: ep.Addr(), Owner: "fencing-probe", MinorVersion: 2, CallTimeout: 2 * time.Second})
+		if err != nil {
+			return err
+		}
+		export, err := c.LookupPath(ctx, "/export")
+		var o *nfs4.Open
+		if err == nil {
+			o, err = c.Open(ctx, export, "probe-"+string(uid[:8]), nfs4.OpenFlags{Create: true, Mode: 0o644})
+		}
+		if err != nil {
+			c.Abandon()
+			return err
+		}
+		p = &prober{c: c, o: o}
+		l.mu.Lock()
+		l.probes[uid] = p
+		l.mu.Unlock()
+	}
+	if _, err := p.o.Write(ctx, uint64(n%1024)*8, []byte("probe..\n"), nfsv4.FILE_SYNC4); err != nil {
+		p.c.Abandon()
+		l.mu.Lock()
+		delete(l.probes, uid)
+		l.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
 func (l *load) ackedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.acked)
+	return l.acked
 }
 
 func (l *load) switchTo(uid types.UID, ep serverrunner.Endpoint) {
@@ -150,16 +240,29 @@ func (l *load) doubleServing(order []types.UID) int {
 func (l *load) finish() {
 	close(l.stop)
 	l.wg.Wait()
+	l.mu.Lock()
+	probes := l.probes
+	l.probes = map[types.UID]*prober{}
+	l.mu.Unlock()
+	for _, p := range probes {
+		p.c.Abandon()
+	}
 }
 
-// lost lists acknowledged records missing from the export.
-func (l *load) lost(names []string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, a := range l.acked {
-		if !slices.Contains(names, a) {
-			out = append(out, a)
+// lost reads the writer's log through the writer's own open (the one held across every
+// failover) and lists the acknowledged records that are not in it.
+func (l *load) lost(t testing.TB) []int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	data, err := l.open.ReadAll(ctx)
+	if err != nil {
+		t.Fatalf("reading the log back: %v", err)
+	}
+	var out []int
+	for i := range l.ackedCount() {
+		if end := (i + 1) * recordSize; end > len(data) || !bytes.Equal(data[i*recordSize:end], record(i)) {
+			out = append(out, i)
 		}
 	}
 	return out

@@ -41,7 +41,7 @@ func run(m *testing.M) int {
 	if err := cluster.CheckBinaries(binDir); err != nil {
 		return skip(err.Error())
 	}
-	for _, tool := range []string{"ganesha.nfsd", "nfs-cp", "nfs-cat", "nfs-ls"} {
+	for _, tool := range []string{"ganesha.nfsd", "losetup", "mkfs.ext4"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return skip(tool + " not installed (hack/install-nfs.sh)")
 		}
