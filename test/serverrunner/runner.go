@@ -113,6 +113,9 @@ type Runner struct {
 	// serviceAddrs maps a ClusterIP to the local address standing for it (serviceproxy.go).
 	serviceAddrs     map[string]string
 	serviceListeners []net.Listener
+	// stopping turns the pod handlers away; handlers counts those running.
+	stopping bool
+	handlers sync.WaitGroup
 }
 
 // Start watches server pods and runs an agent for each one bound to a node.
@@ -139,10 +142,26 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 			r.syncPod(ctx, p)
 		}
 	}
+	// Every handler runs inside handling, so that Stop waits for those in flight and none
+	// starts (or logs through a finished test's Logf) after it.
+	handling := func(do func(obj any)) func(obj any) {
+		return func(obj any) {
+			r.mu.Lock()
+			if r.stopping {
+				r.mu.Unlock()
+				return
+			}
+			r.handlers.Add(1)
+			r.mu.Unlock()
+			defer r.handlers.Done()
+			do(obj)
+		}
+	}
+	sync = handling(sync)
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    sync,
 		UpdateFunc: func(_, obj any) { sync(obj) },
-		DeleteFunc: func(obj any) {
+		DeleteFunc: handling(func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = d.Obj
 			}
@@ -154,7 +173,7 @@ func Start(ctx context.Context, cfg Config) (*Runner, error) {
 					r.stopServer(p.UID)
 				}
 			}
-		},
+		}),
 	}); err != nil {
 		cancel()
 		return nil, fmt.Errorf("watching server pods: %w", err)
@@ -181,6 +200,10 @@ func (r *Runner) Endpoint(podName string) (Endpoint, bool) {
 // Stop ends every agent (SIGTERM, then SIGKILL) and the watch.
 func (r *Runner) Stop() {
 	r.cancel()
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	r.handlers.Wait()
 	r.mu.Lock()
 	uids := make([]types.UID, 0, len(r.servers))
 	for uid := range r.servers {

@@ -59,7 +59,11 @@ func (r *Runner) proxyService(clusterIP string, client net.Conn) {
 	target, err := r.serviceTarget(ctx, clusterIP)
 	cancel()
 	if err != nil {
-		r.cfg.Logf("service %s: refusing a connection: %v", clusterIP, err)
+		r.mu.Lock()
+		if !r.stopping { // a connection may outlive the test that made it
+			r.cfg.Logf("service %s: refusing a connection: %v", clusterIP, err)
+		}
+		r.mu.Unlock()
 		return
 	}
 	server, err := net.DialTimeout("tcp", target, 5*time.Second)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -26,8 +27,104 @@ import (
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/fixture"
+	"github.com/sharewarden/sharewarden/test/nfs4"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 )
+
+// holder is an application on an NFSv4.1 mount of the Service address: it holds one open file
+// through everything and appends fixed-size records with FILE_SYNC; its client reconnects,
+// reclaims the open after a server restart and carries on, as the Linux client does. A write
+// that returns an error is one an application would have seen.
+type holder struct {
+	c    *nfs4.Client
+	open *nfs4.Open
+	mu   sync.Mutex
+	n    int
+	errs []error
+	stop chan struct{}
+	done chan struct{}
+}
+
+const recordSize = 32
+
+func holderRecord(i int) []byte {
+	return []byte(fmt.Sprintf("%-31d\n", i))
+}
+
+func startHolder(t *testing.T, ctx context.Context, addr string) *holder {
+	t.Helper()
+	c, err := nfs4.Dial(ctx, nfs4.Config{Addr: addr, Owner: "safety-holder", MinorVersion: 2, Recover: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("NFSv4.2 client at the Service address: %v", err)
+	}
+	export, err := c.LookupPath(ctx, "/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &holder{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	if h.open, err = c.Open(ctx, export, "held", nfs4.OpenFlags{Create: true, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(h.done)
+		for i := 0; ; {
+			select {
+			case <-h.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			wctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			_, err := h.open.Write(wctx, uint64(i*recordSize), holderRecord(i), nfsv4.FILE_SYNC4)
+			cancel()
+			h.mu.Lock()
+			if err != nil {
+				h.errs = append(h.errs, err)
+			} else {
+				i++
+				h.n = i
+			}
+			h.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { h.close(); _ = c.Close() })
+	return h
+}
+
+func (h *holder) close() {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	<-h.done
+}
+
+func (h *holder) acked() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n
+}
+
+// check reads the file back through the same open: every acknowledged record in place.
+func (h *holder) check(t *testing.T, ctx context.Context) {
+	t.Helper()
+	h.mu.Lock()
+	n, errs := h.n, h.errs
+	h.mu.Unlock()
+	if len(errs) > 0 {
+		t.Errorf("the application saw %d write errors, first %v", len(errs), errs[0])
+	}
+	data, err := h.open.ReadAll(ctx)
+	if err != nil {
+		t.Fatalf("reading the held file back: %v", err)
+	}
+	for i := range n {
+		if got := data[min(len(data), i*recordSize):min(len(data), (i+1)*recordSize)]; string(got) != string(holderRecord(i)) {
+			t.Fatalf("record %d of %d acknowledged: %q", i, n, got)
+		}
+	}
+	t.Logf("held open: %d records acknowledged and read back, reclaimed %d times", n, h.open.Reclaims())
+}
 
 func waitFor(t testing.TB, ctx context.Context, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
@@ -289,11 +386,19 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	}
 	w := startWriter(t, addr)
 	w.waitProgress(t, ctx, 5, "start")
+	h := startHolder(t, ctx, addr)
 
 	// still checks the data and the address survived.
 	still := func(after string) {
 		t.Helper()
 		w.waitProgress(t, ctx, 3, after)
+		n := h.acked()
+		waitFor(t, ctx, 90*time.Second, "the held open writing again after "+after, func() error {
+			if h.acked() < n+3 {
+				return fmt.Errorf("%d records since", h.acked()-n)
+			}
+			return nil
+		})
 		w.verify(t, ctx, after)
 		backing, pv := &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}
 		if err := s.c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: name}, backing); err != nil {
@@ -473,6 +578,8 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	}
 	w.close()
 	w.verify(t, ctx, "all of it")
+	h.close()
+	h.check(t, ctx)
 	t.Logf("%d writes acknowledged, %d refused or timed out while servers restarted", len(w.ackedNames()), w.failures)
 
 	// Only the user's own delete releases the data.
