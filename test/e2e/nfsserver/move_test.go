@@ -27,12 +27,15 @@ const opTimeout = 90 * time.Second
 
 // newDisk makes an ext4 image on a loop device, mounted for an agent; it is detached when the
 // test ends, and the test fails if a loop device of it is left behind.
-func newDisk(t *testing.T) *loopdisk.Disk {
+func newDisk(t testing.TB) *loopdisk.Disk { return newDiskOfSize(t, 64<<20) }
+
+// newDiskOfSize is newDisk with an image of size bytes.
+func newDiskOfSize(t testing.TB, size int64) *loopdisk.Disk {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	image := filepath.Join(dir, "disk.img")
-	if err := loopdisk.Create(ctx, image, 64<<20); err != nil {
+	if err := loopdisk.Create(ctx, image, size); err != nil {
 		t.Fatal(err)
 	}
 	d, err := loopdisk.Attach(ctx, image, filepath.Join(dir, "node-a"))
@@ -50,7 +53,7 @@ func newDisk(t *testing.T) *loopdisk.Disk {
 
 // detachAtEnd detaches d when the test ends (cleanups run last-registered first, so after the
 // agents using it have stopped).
-func detachAtEnd(t *testing.T, d *loopdisk.Disk) {
+func detachAtEnd(t testing.TB, d *loopdisk.Disk) {
 	t.Cleanup(func() {
 		if err := d.Detach(context.Background()); err != nil {
 			t.Errorf("detaching %s: %v", d.Device, err)
@@ -70,7 +73,7 @@ func (f *follower) dial(ctx context.Context) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", f.addr.Load().(string))
 }
 
-func dialClient(t *testing.T, cfg nfs4.Config) *nfs4.Client {
+func dialClient(t testing.TB, cfg nfs4.Config) *nfs4.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -82,7 +85,7 @@ func dialClient(t *testing.T, cfg nfs4.Config) *nfs4.Client {
 	return c
 }
 
-func opCtx(t *testing.T) context.Context {
+func opCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	t.Cleanup(cancel)
 	return ctx

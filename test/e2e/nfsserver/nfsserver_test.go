@@ -87,7 +87,7 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-func requireE2E(t *testing.T) {
+func requireE2E(t testing.TB) {
 	t.Helper()
 	if env.skip != "" {
 		t.Skip(env.skip)
@@ -96,7 +96,7 @@ func requireE2E(t *testing.T) {
 
 // agent is one `sharewarden nfs-server` process.
 type agent struct {
-	t                     *testing.T
+	t                     testing.TB
 	host                  string // NFS IP
 	nfsPort               int
 	httpAddr              string
@@ -115,7 +115,7 @@ type agentConfig struct {
 }
 
 // startAgent runs an agent and stops it (SIGTERM) when the test ends.
-func startAgent(t *testing.T, c agentConfig) *agent {
+func startAgent(t testing.TB, c agentConfig) *agent {
 	t.Helper()
 	dir := t.TempDir()
 	a := &agent{
@@ -316,7 +316,7 @@ func (a *agent) ls(path string) []string {
 	return names
 }
 
-func freePort(t *testing.T, host string) int {
+func freePort(t testing.TB, host string) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
