@@ -41,6 +41,20 @@ import (
 // IndexPodClaims indexes pods by the names of the claims they mount.
 const IndexPodClaims = "spec.volumes.persistentVolumeClaim.claimName"
 
+// IndexClaimKey indexes the PVs and backing claims the controller made by the RWX claim they
+// serve ("namespace/name", from their labels).
+const IndexClaimKey = "sharewarden.io/claim-key"
+
+func claimKeyValue(ns, name string) string { return ns + "/" + name }
+
+// claimKeyIndex is IndexClaimKey's index function.
+func claimKeyIndex(o client.Object) []string {
+	if key, ok := claimKeyFromLabels(o); ok {
+		return []string{claimKeyValue(key.Namespace, key.Name)}
+	}
+	return nil
+}
+
 // Options configure `sharewarden controller`.
 type Options struct {
 	Kubeconfig            string
@@ -251,6 +265,11 @@ func cacheOptions() cache.Options {
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, workers int) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, IndexPodClaims, podClaimNames); err != nil {
 		return fmt.Errorf("indexing pods by claim: %w", err)
+	}
+	for _, obj := range []client.Object{&corev1.PersistentVolume{}, &corev1.PersistentVolumeClaim{}} {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, obj, IndexClaimKey, claimKeyIndex); err != nil {
+			return fmt.Errorf("indexing %T by claim: %w", obj, err)
+		}
 	}
 	byLabels := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		if key, ok := claimKeyFromLabels(o); ok {

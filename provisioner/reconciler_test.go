@@ -45,6 +45,8 @@ func newEnv(t *testing.T, objs ...client.Object) *env {
 		WithObjects(append(base, objs...)...).
 		WithStatusSubresource(&swv1.SharedVolume{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{}).
 		WithIndex(&corev1.Pod{}, IndexPodClaims, podClaimNames).
+		WithIndex(&corev1.PersistentVolume{}, IndexClaimKey, claimKeyIndex).
+		WithIndex(&corev1.PersistentVolumeClaim{}, IndexClaimKey, claimKeyIndex).
 		Build()
 	rec := events.NewFakeRecorder(100)
 	cfg := NewOptions()

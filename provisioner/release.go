@@ -55,9 +55,10 @@ func (r *Reconciler) releaseIfClaimGone(ctx context.Context, key types.Namespace
 
 // releaseOrphans releases volumes made for claims of this name that are gone although their
 // SharedVolume is too (deleted by hand, then the claim): found by the labels on their PV and
-// backing claim. keep is the UID of the live claim of that name, if any.
+// backing claim, through an index, so that looking costs nothing for the many claims that have
+// none. keep is the UID of the live claim of that name, if any.
 func (r *Reconciler) releaseOrphans(ctx context.Context, key types.NamespacedName, keep string) (ctrl.Result, error) {
-	sel := client.MatchingLabels{swv1.LabelManagedBy: swv1.ManagedByController, swv1.LabelClaimNamespace: key.Namespace, swv1.LabelClaimName: truncateLabel(key.Name)}
+	sel := client.MatchingFields{IndexClaimKey: claimKeyValue(key.Namespace, truncateLabel(key.Name))}
 	uids := map[string]bool{}
 	pvs := &corev1.PersistentVolumeList{}
 	if err := r.Client.List(ctx, pvs, sel); err != nil {
