@@ -34,6 +34,9 @@ type Volume struct {
 	// AvoidNodes are nodes servers of this volume were fenced off: a replacement must not
 	// land there, even if the scheduler extender is down (it is ignorable).
 	AvoidNodes []string
+	// PinNode, when set, is the only node the server may start on: the node a rolled server ran
+	// on, where its RWO disk is attached.
+	PinNode string
 	// DataSource of the backing claim: for a clone of another ShareWarden claim, that claim's
 	// backing claim (in ShareWarden's namespace, where the backing class's provisioner can
 	// clone it). Nil for an empty volume.
@@ -164,15 +167,22 @@ func ServerPod(v Volume) *corev1.Pod {
 		args = append(args, "--squash=root_squash")
 	}
 	args = append(args, v.Server.ExtraArgs...)
-	var affinity *corev1.Affinity
+	var node []corev1.NodeSelectorRequirement
 	if len(v.AvoidNodes) > 0 {
+		node = append(node, corev1.NodeSelectorRequirement{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: v.AvoidNodes})
+	}
+	if v.PinNode != "" {
+		node = append(node, corev1.NodeSelectorRequirement{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{v.PinNode}})
+	}
+	var affinity *corev1.Affinity
+	if len(node) > 0 {
 		affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
 			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpNotIn, Values: v.AvoidNodes}},
+				MatchExpressions: node,
 			}}},
 		}}
 	}
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
 			Affinity:                      affinity,
@@ -225,6 +235,8 @@ func ServerPod(v Volume) *corev1.Pod {
 			},
 		},
 	}
+	pod.Annotations = map[string]string{AnnotationServerSpecHash: serverSpecHash(pod.Spec)}
+	return pod
 }
 
 // PersistentVolume builds the NFS PV bound to the RWX claim: the Service's ClusterIP (stable

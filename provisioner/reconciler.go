@@ -54,6 +54,8 @@ const (
 	ReasonViewRecreated       = "SharedVolumeRecreated"
 	ReasonDeleted             = "VolumeDeleted"
 	ReasonRetained            = "VolumeRetained"
+	ReasonServerRolling       = "ServerRolling"
+	ReasonServerRolled        = "ServerRolled"
 )
 
 // Config is what the reconciler needs from the controller's options.
@@ -100,6 +102,8 @@ type Reconciler struct {
 	// OnStep, when set, is called after each step's write succeeded (for step metrics and for
 	// the crash-at-every-step tests).
 	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
+	// rolls lets one volume's server roll at a time (see rollGate).
+	rolls rollGate
 }
 
 // problemRequeue is how soon a blocked volume is looked at again when no watch will tell.
@@ -224,7 +228,7 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
 	}
 	vol.AvoidNodes = prev.FencedNodes
-	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev); err != nil || obs.Problem != nil {
+	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev, obs.LeaseExpired); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
 	if err := r.ensureLease(ctx, claim, vol, prev, &obs); err != nil {
@@ -585,8 +589,14 @@ func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.Persistent
 }
 
 // ensureServer keeps exactly one server pod. The pod's fixed name makes the apiserver refuse a
-// second one; a finished pod is deleted so the next pass starts a fresh one.
-func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus) (*corev1.Pod, *Problem, error) {
+// second one; a finished pod is deleted so the next pass starts a fresh one. A pod built from
+// an older spec (another image or arguments) is rolled, one volume at a time (rollDecision,
+// rollGate): deleted gracefully, so its agent stops ganesha and releases the lease, and made
+// again on the same node, where the RWO disk is attached.
+func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus, failingOver bool) (*corev1.Pod, *Problem, error) {
+	if !failingOver {
+		vol.PinNode = r.rolls.pin(vol.uid())
+	}
 	want := ServerPod(vol)
 	got := &corev1.Pod{}
 	created, p, err := ensure(ctx, r, want, got, vol)
@@ -610,6 +620,25 @@ func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentV
 		return got, nil, nil
 	}
 	ready := podReady(got)
+	current := got.Annotations[AnnotationServerSpecHash] == want.Annotations[AnnotationServerSpecHash]
+	if current && ready && got.DeletionTimestamp == nil && r.rolls.release(vol.uid()) {
+		r.event(claim, corev1.EventTypeNormal, ReasonServerRolled, "Roll", fmt.Sprintf("NFS server %s rolled: ready on node %s", got.Name, got.Spec.NodeName))
+	}
+	switch rollDecision(got, want.Annotations[AnnotationServerSpecHash], failingOver, r.rolls.busy(vol.uid(), r.now())) {
+	case RollWait:
+		log.FromContext(ctx).V(1).Info("server pod outdated; waiting for another volume's roll", "pod", got.Name)
+	case RollDelete:
+		if got.Spec.NodeName != "" && !r.rolls.acquire(vol.uid(), got.Spec.NodeName, r.now()) {
+			break
+		}
+		// Graceful: the agent gets SIGTERM, stops ganesha and releases the lease.
+		if err := r.Client.Delete(ctx, got, client.Preconditions{UID: &got.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("deleting outdated server pod: %w", err)
+		}
+		r.event(claim, corev1.EventTypeNormal, ReasonServerRolling, "Roll", fmt.Sprintf(
+			"NFS server %s on node %s runs an older spec; replacing it on the same node", got.Name, got.Spec.NodeName))
+		return got, nil, nil
+	}
 	switch {
 	case ready && !prev.Server.Ready:
 		r.event(claim, corev1.EventTypeNormal, ReasonServerReady, "Provision", fmt.Sprintf("NFS server %s ready on node %s", got.Name, got.Spec.NodeName))

@@ -130,14 +130,22 @@ func (l *load) probe() {
 			eps[k] = v
 		}
 		l.mu.Unlock()
+		// Every server at once: a dead one costs its probe a whole timeout (a refused
+		// connection is retried), and probing in turn made the replacement wait one timeout per
+		// dead server before its first probe, so (b) grew with every kill and grace, which
+		// ends early only once the probe client on record has sent RECLAIM_COMPLETE, was held.
+		var wg sync.WaitGroup
 		for uid, ep := range eps {
-			sent := time.Now()
-			if err := l.probeOnce(uid, ep, n); err == nil {
-				l.mu.Lock()
-				l.writes = append(l.writes, accepted{server: uid, sent: sent, done: time.Now()})
-				l.mu.Unlock()
-			}
+			wg.Go(func() {
+				sent := time.Now()
+				if err := l.probeOnce(uid, ep, n); err == nil {
+					l.mu.Lock()
+					l.writes = append(l.writes, accepted{server: uid, sent: sent, done: time.Now()})
+					l.mu.Unlock()
+				}
+			})
 		}
+		wg.Wait()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -118,6 +119,7 @@ func TestMove(t *testing.T) {
 		{"shipped config: handle and open survive", testMoveShipped},
 		{"fsid_device = true: handle goes stale", testMoveFsidDevice},
 		{"no block device visible, as in a pod: handle survives on ext4", testMoveNoBlockDevice},
+		{"two moves in a row: grace lifted early on each", testMoveTwice},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -365,4 +367,80 @@ func (a *agent) grace() graceLog {
 		a.t.Fatalf("no grace start and lift in %s", a.ganeshaLog)
 	}
 	return g
+}
+
+// testMoveTwice moves the disk twice, with a recovering 4.1 client holding an open and a second
+// client on record that, like the fencing tests' prober, redials (new verifier, as a rebooted
+// client) until its OPEN passes grace. On each move every client on record must have sent
+// RECLAIM_COMPLETE and ganesha must have lifted grace early because of it: the recovery
+// records on the disk must not keep incarnations that can never reclaim.
+func testMoveTwice(t *testing.T) {
+	disk := newDisk(t)
+	a := startAgent(t, agentConfig{host: "127.0.0.13", volumeDir: disk.MountPoint})
+	a.waitHealthz(http.StatusOK)
+	f := &follower{}
+	f.set(a)
+	c := dialClient(t, nfs4.Config{Dial: f.dial, Owner: "move-twice", MinorVersion: 1, Recover: true, Logf: t.Logf})
+	ctx := opCtx(t)
+	export, err := c.LookupPath(ctx, "/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.Open(ctx, export, "log.bin", nfs4.OpenFlags{Create: true, Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	openUntilGraceEnds(t, a, "move-twice-probe")
+	var off uint64
+	for i, host := range []string{"127.0.0.14", "127.0.0.15"} {
+		rec := []byte(fmt.Sprintf("record before move %d\n", i+1))
+		if _, err := o.Write(ctx, off, rec, nfsv4.FILE_SYNC4); err != nil {
+			t.Fatal(err)
+		}
+		off += uint64(len(rec))
+		killAgent(t, a)
+		moved, err := disk.Move(opCtx(t), filepath.Join(filepath.Dir(disk.MountPoint), fmt.Sprintf("node-%d", i+2)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		detachAtEnd(t, moved)
+		disk = moved
+		a = startAgent(t, agentConfig{host: host, volumeDir: disk.MountPoint})
+		a.waitHealthz(http.StatusOK)
+		f.set(a)
+		if _, err := o.Write(ctx, off, []byte("after\n"), nfsv4.FILE_SYNC4); err != nil {
+			t.Fatalf("move %d: WRITE through the held open: %v", i+1, err)
+		}
+		off += uint64(len("after\n"))
+		openUntilGraceEnds(t, a, "move-twice-probe")
+		g := a.grace()
+		if g.lastCheck != "reclaim complete(2) clid count(2)" || !g.lifted.Before(g.start.Add(g.duration)) {
+			t.Fatalf("move %d: grace %+v; want it lifted early, both clients on record having sent RECLAIM_COMPLETE", i+1, g)
+		}
+	}
+	if o.Reclaims() != 2 {
+		t.Fatalf("open reclaimed %d times over 2 moves", o.Reclaims())
+	}
+}
+
+// openUntilGraceEnds dials a fresh client with owner on a, as a prober does, and retries its
+// OPEN (each time with a new client, abandoning the last) until grace lets it through.
+func openUntilGraceEnds(t *testing.T, a *agent, owner string) {
+	t.Helper()
+	ctx := opCtx(t)
+	for {
+		c := dialClient(t, nfs4.Config{Addr: net.JoinHostPort(a.host, strconv.Itoa(a.nfsPort)), Owner: owner, MinorVersion: 1})
+		export, err := c.LookupPath(ctx, "/export")
+		if err == nil {
+			_, err = c.Open(ctx, export, owner, nfs4.OpenFlags{Create: true, Mode: 0o644})
+		}
+		if err == nil {
+			return
+		}
+		c.Abandon()
+		if !errors.Is(err, nfs4.ErrGrace) || ctx.Err() != nil {
+			t.Fatalf("%s: OPEN: %v", owner, err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
 }
