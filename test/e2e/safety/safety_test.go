@@ -41,6 +41,8 @@ type holder struct {
 	mu   sync.Mutex
 	n    int
 	errs []error
+	// acks are the times records were acknowledged, to measure pauses.
+	acks []time.Time
 	stop chan struct{}
 	done chan struct{}
 }
@@ -51,7 +53,7 @@ func holderRecord(i int) []byte {
 	return []byte(fmt.Sprintf("%-31d\n", i))
 }
 
-func startHolder(t *testing.T, ctx context.Context, addr string) *holder {
+func startHolder(t testing.TB, ctx context.Context, addr string) *holder {
 	t.Helper()
 	c, err := nfs4.Dial(ctx, nfs4.Config{Addr: addr, Owner: "safety-holder", MinorVersion: 2, Recover: true, Logf: t.Logf})
 	if err != nil {
@@ -82,6 +84,7 @@ func startHolder(t *testing.T, ctx context.Context, addr string) *holder {
 			} else {
 				i++
 				h.n = i
+				h.acks = append(h.acks, time.Now())
 			}
 			h.mu.Unlock()
 		}
@@ -99,6 +102,22 @@ func (h *holder) close() {
 	<-h.done
 }
 
+// longestPause is the longest time between two acknowledged records after since.
+func (h *holder) longestPause(since time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var longest time.Duration
+	prev := since
+	for _, at := range h.acks {
+		if at.Before(since) {
+			continue
+		}
+		longest = max(longest, at.Sub(prev))
+		prev = at
+	}
+	return longest
+}
+
 func (h *holder) acked() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -106,7 +125,7 @@ func (h *holder) acked() int {
 }
 
 // check reads the file back through the same open: every acknowledged record in place.
-func (h *holder) check(t *testing.T, ctx context.Context) {
+func (h *holder) check(t testing.TB, ctx context.Context) {
 	t.Helper()
 	h.mu.Lock()
 	n, errs := h.n, h.errs
@@ -287,7 +306,7 @@ type stack struct {
 	claim  *corev1.PersistentVolumeClaim
 }
 
-func newStack(t *testing.T, ctx context.Context, ns string) *stack {
+func newStack(t testing.TB, ctx context.Context, ns string) *stack {
 	t.Helper()
 	s := &stack{}
 	var err error
@@ -322,7 +341,7 @@ func newStack(t *testing.T, ctx context.Context, ns string) *stack {
 	return s
 }
 
-func (s *stack) waitReady(t *testing.T, ctx context.Context, key client.ObjectKey) *swv1.SharedVolume {
+func (s *stack) waitReady(t testing.TB, ctx context.Context, key client.ObjectKey) *swv1.SharedVolume {
 	t.Helper()
 	sv := &swv1.SharedVolume{}
 	waitFor(t, ctx, 90*time.Second, "volume "+key.String()+" Ready", func() error {
