@@ -41,7 +41,9 @@ func TestServeOverUnixSocket(t *testing.T) {
 	for round := range 2 { // the second round finds the first one's socket file
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- Serve(ctx, endpoint, &IdentityServer{Version: "v1"}, &NodeServer{NodeID: "node-a", Mounter: fake}) }()
+		go func() {
+			done <- Serve(ctx, endpoint, &IdentityServer{Version: "v1"}, &NodeServer{NodeID: "node-a", Mounter: fake})
+		}()
 		conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
