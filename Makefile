@@ -38,8 +38,10 @@ test: deps
 unit:
 	$(GO) test -count=1 -short $(TEST_FLAGS) ./...
 
+# The demo is a binary of its own (cmd/sharewarden-demo): it links the test harness, which the
+# shipped sharewarden must not.
 demo: deps bins
-	$(GO) run ./cmd/sharewarden demo --duration=$(DEMO_DURATION)
+	$(GO) run ./cmd/sharewarden-demo --duration=$(DEMO_DURATION)
 
 bench: deps bins
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem -timeout 60m ./...
@@ -50,6 +52,7 @@ generate:
 
 lint:
 	$(GO) vet ./...
+	@deps=$$($(GO) list -deps ./cmd/sharewarden | grep '/test/' || true); if [ -n "$$deps" ]; then echo "cmd/sharewarden must not link the test harness:"; echo "$$deps"; exit 1; fi
 	@BIN_DIR=$(BIN_DIR) hack/generate.sh --verify
 	@hack/values-doc.sh --verify
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -83,9 +83,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // HealthHandler serves only /healthz, /readyz and /metrics.
 func (s *Server) HealthHandler() http.Handler { return s.health }
 
-// Registry is the server's metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.registry }
-
 // serveVerb answers POST <prefix>/<verb>.
 func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()

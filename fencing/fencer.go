@@ -35,8 +35,6 @@ const (
 
 // FencerConfig configures the controller side of fencing.
 type FencerConfig struct {
-	// Namespace holds the servers' leases and pods.
-	Namespace string
 	// Margin is waited beyond a lease's duration before its holder is declared stopped.
 	Margin time.Duration
 }

@@ -390,7 +390,7 @@ func setupFencing(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	recorder := mgr.GetEventRecorder("sharewarden-fencer")
 	fm := fencing.NewMetrics(metrics.Registry)
 	f := &fencing.Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm, OnStep: opts.OnFenceStep,
-		Config: fencing.FencerConfig{Namespace: opts.Namespace, Margin: opts.FenceMargin}}
+		Config: fencing.FencerConfig{Margin: opts.FenceMargin}}
 	err := ctrl.NewControllerManagedBy(mgr).Named("fencer").
 		For(&coordinationv1.Lease{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers, SkipNameValidation: ptr.To(true)}).

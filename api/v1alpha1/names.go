@@ -33,22 +33,11 @@ const (
 	// AnnotationServer identifies the NFS server (namespace/name of its Service) that exports the
 	// claim's volume. System only.
 	AnnotationServer = GroupName + "/server"
-	// AnnotationExport is the NFS export path of the claim's volume on its server. System only.
-	AnnotationExport = GroupName + "/export"
 )
 
 // SystemAnnotations returns the annotations only ShareWarden's own components may set or change.
 func SystemAnnotations() []string {
-	return []string{AnnotationBackingClaim, AnnotationServer, AnnotationExport}
-}
-
-// IsSystemAnnotation tells whether key is one of SystemAnnotations.
-func IsSystemAnnotation(key string) bool {
-	switch key {
-	case AnnotationBackingClaim, AnnotationServer, AnnotationExport:
-		return true
-	}
-	return false
+	return []string{AnnotationBackingClaim, AnnotationServer}
 }
 
 // Labels.

@@ -3,16 +3,12 @@
 package app
 
 import (
-	"errors"
 	"flag"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
-
-// ErrNotImplemented is returned by roles that are not built yet.
-var ErrNotImplemented = errors.New("not implemented yet")
 
 // NewCommand returns the root command with every role as a subcommand.
 func NewCommand() *cobra.Command {
@@ -37,18 +33,6 @@ with fencing and fast failover. Each role below runs as its own process.`,
 		newExtenderCommand(),
 		newControllerCommand(),
 		newNFSServerCommand(),
-		newDemoCommand(),
 	)
 	return root
-}
-
-func notYet(use, short string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short + " (not implemented yet)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return ErrNotImplemented
-		},
-	}
 }
