@@ -108,8 +108,8 @@ func (f *Fencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	if holder == "" {
 		// Released. If this process (or an earlier one, stopped midway) released it from a
 		// stopped holder, finish that fencing: each of its later steps is idempotent.
-		if fenced := lease.Annotations[AnnotationFencedHolder]; fenced != "" {
-			return f.clear(ctx, lease, fenced, lease.Annotations[AnnotationFencedNode], false)
+		if fenced := lease.Annotations[swv1.AnnotationFencedHolder]; fenced != "" {
+			return f.clear(ctx, lease, fenced, lease.Annotations[swv1.AnnotationFencedNode], false)
 		}
 		return ctrl.Result{}, nil
 	}
@@ -161,9 +161,9 @@ func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder 
 	if released.Annotations == nil {
 		released.Annotations = map[string]string{}
 	}
-	released.Annotations[AnnotationFencedHolder] = holder
-	released.Annotations[AnnotationFencedNode] = node
-	released.Annotations[AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
+	released.Annotations[swv1.AnnotationFencedHolder] = holder
+	released.Annotations[swv1.AnnotationFencedNode] = node
+	released.Annotations[swv1.AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
 	if err := f.Client.Update(ctx, released); apierrors.IsConflict(err) {
 		logger.V(1).Info("lease changed while fencing; holder is alive")
 		return ctrl.Result{Requeue: true}, nil

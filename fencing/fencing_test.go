@@ -194,7 +194,7 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 
 	// Released (as the Fencer does): taken at once.
 	cs2 := fake.NewClientset(&coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{AnnotationFencedHolder: "old_1"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{swv1.AnnotationFencedHolder: "old_1"}},
 		Spec:       coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](2)},
 	})
 	h2 := newHolder(t, cs2, "new_3")
@@ -206,7 +206,7 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 		t.Errorf("waited out the lease duration (%s) for a lease the Fencer had released", waited)
 	}
 	l, _ := cs2.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{})
-	if _, ok := l.Annotations[AnnotationFencedHolder]; ok {
+	if _, ok := l.Annotations[swv1.AnnotationFencedHolder]; ok {
 		t.Error("the new holder left the fencing annotations on the lease")
 	}
 }
@@ -301,7 +301,7 @@ func TestFencerFinishesAnInterruptedFencing(t *testing.T) {
 	other := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-2"}, Spec: storagev1.VolumeAttachmentSpec{
 		NodeName: "alive", Attacher: "disk.example.com", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To("pv-1")}}}
 	released := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{
-		AnnotationFencedHolder: "sw-vol_u-1", AnnotationFencedNode: "dead"}}, Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](10)}}
+		swv1.AnnotationFencedHolder: "sw-vol_u-1", swv1.AnnotationFencedNode: "dead"}}, Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](10)}}
 	c := crfake.NewClientBuilder().WithScheme(scheme).WithObjects(pod, backing, va, other, released).Build()
 	var steps []Step
 	f := &Fencer{Client: c, OnStep: func(_ context.Context, s Step, _ types.NamespacedName) { steps = append(steps, s) }}

@@ -20,11 +20,12 @@ import (
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
-// Annotations the Fencer writes on a lease it releases; a new holder clears them.
+// Annotations the Fencer writes on a lease it releases; a new holder clears them. They live in
+// package v1alpha1; these names stay for provisioner/reconciler.go until it reads those.
 const (
-	AnnotationFencedHolder = swv1.GroupName + "/fenced-holder"
-	AnnotationFencedNode   = swv1.GroupName + "/fenced-node"
-	AnnotationFencedAt     = swv1.GroupName + "/fenced-at"
+	AnnotationFencedHolder = swv1.AnnotationFencedHolder
+	AnnotationFencedNode   = swv1.AnnotationFencedNode
+	AnnotationFencedAt     = swv1.AnnotationFencedAt
 )
 
 // ErrLeaseLost ends a server's serving context when it could not renew in time or the lease
@@ -317,7 +318,7 @@ func (h *Holder) write(ctx context.Context, cur *coordinationv1.Lease) (time.Tim
 		for k, v := range h.labels {
 			l.Labels[k] = v
 		}
-		for _, a := range []string{AnnotationFencedHolder, AnnotationFencedNode, AnnotationFencedAt} {
+		for _, a := range []string{swv1.AnnotationFencedHolder, swv1.AnnotationFencedNode, swv1.AnnotationFencedAt} {
 			delete(l.Annotations, a)
 		}
 	}

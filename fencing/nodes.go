@@ -165,9 +165,7 @@ func (n *NodeFencer) evictConsumers(ctx context.Context, node string, svs []swv1
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		uses := slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
-			return v.PersistentVolumeClaim != nil && claims[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]
-		})
+		uses := slices.ContainsFunc(swv1.PodClaimNames(p), func(name string) bool { return claims[p.Namespace+"/"+name] })
 		if !uses {
 			continue
 		}

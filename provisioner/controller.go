@@ -326,7 +326,7 @@ func leaseChanged() predicate.Funcs {
 			return true
 		}
 		return ptr.Deref(o.Spec.HolderIdentity, "") != ptr.Deref(n.Spec.HolderIdentity, "") ||
-			o.Annotations[fencing.AnnotationFencedHolder] != n.Annotations[fencing.AnnotationFencedHolder]
+			o.Annotations[swv1.AnnotationFencedHolder] != n.Annotations[swv1.AnnotationFencedHolder]
 	}}
 }
 
@@ -338,21 +338,12 @@ func claimKeyFromLabels(o client.Object) (client.ObjectKey, bool) {
 	return client.ObjectKey{Namespace: l[swv1.LabelClaimNamespace], Name: l[swv1.LabelClaimName]}, true
 }
 
+// podClaimNames indexes a pod by swv1.PodClaimNames.
 func podClaimNames(o client.Object) []string {
-	p, ok := o.(*corev1.Pod)
-	if !ok {
-		return nil
+	if p, ok := o.(*corev1.Pod); ok {
+		return swv1.PodClaimNames(p)
 	}
-	var out []string
-	for _, v := range p.Spec.Volumes {
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			out = append(out, v.PersistentVolumeClaim.ClaimName)
-		case v.Ephemeral != nil: // a generic ephemeral volume's claim is named <pod>-<volume>
-			out = append(out, p.Name+"-"+v.Name)
-		}
-	}
-	return out
+	return nil
 }
 
 // slimPod keeps only what the controller reads of a pod, so that caching every pod in a large
