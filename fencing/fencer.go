@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Event reasons of fencing.
@@ -270,9 +271,7 @@ func claimOf(pod *corev1.Pod) *corev1.PersistentVolumeClaim {
 }
 
 func (f *Fencer) event(regarding runtime.Object, typ, reason, action, msg string) {
-	if f.Recorder != nil {
-		f.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
-	}
+	report.Event(f.Recorder, regarding, typ, reason, action, msg)
 }
 
 // Metrics of fencing.
@@ -287,20 +286,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_fencings_total", Help: "Servers declared stopped and fenced after their lease expired."}),
 		nodes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_node_fencings_total", Help: "Nodes fenced as a whole (NotReady while a server was fenced off them)."}),
 	}
-	m.fencings = register(reg, m.fencings)
-	m.nodes = register(reg, m.nodes)
+	m.fencings = report.Register(reg, m.fencings)
+	m.nodes = report.Register(reg, m.nodes)
 	return m
-}
-
-func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) fenced() {

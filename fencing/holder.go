@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/kubeclient"
 )
 
 // Annotations the Fencer writes on a lease it releases; a new holder clears them. They live in
@@ -38,9 +39,10 @@ func LeaseName(volumeID string) string { return swv1.ObjectName(volumeID) }
 // HolderOptions configure a server's self-fencing lease.
 type HolderOptions struct {
 	// Enabled turns self-fencing on; off, the server serves without a lease (tests only).
-	Enabled    bool
-	Kubeconfig string
-	Namespace  string
+	Enabled bool
+	// Options reach the apiserver: one lease read and write every renewal interval.
+	kubeclient.Options
+	Namespace string
 	// Identity names this server incarnation: pod name and UID, so a replacement pod with the
 	// same name is another holder.
 	Identity      string
@@ -59,6 +61,7 @@ func DefaultHolderOptions() HolderOptions {
 	}
 	return HolderOptions{
 		Enabled:       true,
+		Options:       kubeclient.NewOptions(5, 10),
 		Namespace:     os.Getenv("POD_NAMESPACE"),
 		Identity:      id,
 		Duration:      10 * time.Second,
@@ -70,7 +73,7 @@ func DefaultHolderOptions() HolderOptions {
 // AddFlags binds the options to fs.
 func (o *HolderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "self-fence", o.Enabled, "serve only while holding the volume's Lease, and stop at once when it cannot be renewed (turn off only in tests)")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for the lease (default: in-cluster)")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.Namespace, "lease-namespace", o.Namespace, "namespace of the volume's Lease (default $POD_NAMESPACE)")
 	fs.StringVar(&o.Identity, "lease-holder", o.Identity, "this server's identity in the Lease (default $POD_NAME_$POD_UID)")
 	fs.DurationVar(&o.Duration, "lease-duration", o.Duration, "D: how long the Lease is valid after a renewal; a successor waits this long after the last renewal it saw")
@@ -84,7 +87,7 @@ func (o HolderOptions) Validate() error {
 	if !o.Enabled {
 		return nil
 	}
-	var errs []error
+	errs := []error{o.Options.Validate()}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--lease-namespace (or $POD_NAMESPACE) must be set"))
 	}

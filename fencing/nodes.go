@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // IndexPodNode indexes pods by the node they are bound to.
@@ -178,7 +179,5 @@ func (n *NodeFencer) evictConsumers(ctx context.Context, node string, svs []swv1
 }
 
 func (n *NodeFencer) event(regarding client.Object, typ, reason, action, msg string) {
-	if n.Recorder != nil {
-		n.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
-	}
+	report.Event(n.Recorder, regarding, typ, reason, action, msg)
 }

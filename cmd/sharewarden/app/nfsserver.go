@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +26,10 @@ state on the volume itself), waits until it holds the volume's Lease, runs ganes
 kills it at once when the Lease cannot be renewed in time (self-fencing), and exits when ganesha
 dies. /healthz answers 200 only while ganesha answers an RPC NULL call on its NFS port.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), opts, lease) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			validate := func() error { return errors.Join(opts.Validate(), lease.Validate()) }
+			return runRole(cmd, "nfs-server", validate, func(ctx context.Context) error { return run(ctx, opts, lease) })
+		},
 	}
 	opts.AddFlags(cmd.Flags())
 	lease.AddFlags(cmd.Flags())

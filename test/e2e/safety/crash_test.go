@@ -217,7 +217,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 }
 
-func controllerOptions() provisioner.Options {
+func controllerOptions() *provisioner.Options {
 	o := fixture.ControllerOptions(plane)
 	o.LeaderElect = false
 	return o
