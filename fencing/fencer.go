@@ -78,8 +78,7 @@ func Verdict(lease *coordinationv1.Lease, seenAt, now time.Time, margin time.Dur
 	if holder == "" {
 		return "", 0
 	}
-	d := time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0)) * time.Second
-	return holder, d + margin - now.Sub(seenAt)
+	return holder, LeaseDuration(lease) + margin - now.Sub(seenAt)
 }
 
 // ParseHolder splits a holder identity "podName_podUID".

@@ -50,6 +50,7 @@ func TestVerdict(t *testing.T) {
 		{"expired, margin not passed", lease("p_1", 10), 11 * time.Second, 2 * time.Second, time.Second, "p_1"},
 		{"expired and margin passed", lease("p_1", 10), 12 * time.Second, 2 * time.Second, 0, "p_1"},
 		{"long gone", lease("p_1", 10), time.Minute, 2 * time.Second, -48 * time.Second, "p_1"},
+		{"no duration: the default, as a holder reads it", lease("p_1", 0), 0, 2 * time.Second, DefaultLeaseDuration + 2*time.Second, "p_1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			holder, wait := Verdict(tc.lease, t0, t0.Add(tc.seenAgo), tc.margin)

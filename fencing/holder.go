@@ -64,7 +64,7 @@ func DefaultHolderOptions() HolderOptions {
 		Options:       kubeclient.NewOptions(5, 10),
 		Namespace:     os.Getenv("POD_NAMESPACE"),
 		Identity:      id,
-		Duration:      10 * time.Second,
+		Duration:      DefaultLeaseDuration,
 		RenewInterval: 2 * time.Second,
 		SafetyMargin:  3 * time.Second,
 	}
@@ -132,6 +132,20 @@ func NewHolder(opts HolderOptions, leases coordclient.LeasesGetter, volumeID str
 	}, nil
 }
 
+// DefaultLeaseDuration is D unless --lease-duration says otherwise, and the D of a lease that
+// does not say.
+const DefaultLeaseDuration = 10 * time.Second
+
+// LeaseDuration is a lease's D: its leaseDurationSeconds, or DefaultLeaseDuration when it has
+// none. A holder waiting to take a lease and the Fencer judging one read D the same way, so a
+// lease without a duration is never fenced sooner than a holder would take it.
+func LeaseDuration(lease *coordinationv1.Lease) time.Duration {
+	if s := ptr.Deref(lease.Spec.LeaseDurationSeconds, 0); s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return DefaultLeaseDuration
+}
+
 // Identity is a server pod's holder identity, "podName_podUID" (see ParseHolder).
 func Identity(pod *corev1.Pod) string { return pod.Name + "_" + string(pod.UID) }
 
@@ -140,7 +154,7 @@ func Identity(pod *corev1.Pod) string { return pod.Name + "_" + string(pod.UID) 
 // expires, as if the lease had never gone.
 func LeaseFor(pod *corev1.Pod, labels map[string]string, duration time.Duration, now time.Time) *coordinationv1.Lease {
 	if duration < time.Second {
-		duration = DefaultHolderOptions().Duration
+		duration = DefaultLeaseDuration
 	}
 	renewed := metav1.NewMicroTime(now)
 	return &coordinationv1.Lease{
@@ -198,15 +212,14 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 				seen, seenAt = cur, h.now()
 			}
 			holder := ptr.Deref(cur.Spec.HolderIdentity, "")
-			d := time.Duration(ptr.Deref(cur.Spec.LeaseDurationSeconds, int32(h.opts.Duration/time.Second))) * time.Second
-			if holder == "" || holder == h.opts.Identity || h.now().Sub(seenAt) >= d {
+			if holder == "" || holder == h.opts.Identity || h.now().Sub(seenAt) >= LeaseDuration(cur) {
 				if sent, err = h.write(ctx, cur); err == nil {
 					return sent, nil
 				}
 			}
 		}
 		if err != nil && !apierrors.IsConflict(err) {
-			log.FromContext(ctx).Info("lease not acquired yet", "error", err.Error())
+			log.FromContext(ctx).Error(err, "lease not acquired yet; retrying")
 		}
 		select {
 		case <-ctx.Done():
