@@ -268,7 +268,9 @@ func TestNodeFencerFencesAndUnfences(t *testing.T) {
 }
 
 func TestNodeFencerReportsAPIErrors(t *testing.T) {
-	fail := func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error { return errAPI }
+	fail := func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
+		return errAPI
+	}
 	failList := func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error { return errAPI }
 	for _, tc := range []struct {
 		name    string
