@@ -166,6 +166,7 @@ func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder 
 	released.Annotations[swv1.AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
 	if err := f.Client.Update(ctx, released); apierrors.IsConflict(err) {
 		logger.V(1).Info("lease changed while fencing; holder is alive")
+		//lint:ignore SA1019 a rate-limited requeue at once is what is meant: look again at the renewed lease, no fixed delay
 		return ctrl.Result{Requeue: true}, nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("releasing lease: %w", err)

@@ -199,7 +199,7 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 	var seen *coordinationv1.Lease
 	var seenAt time.Time
 	for {
-		sent := h.now()
+		var sent time.Time
 		cur, err := h.get(ctx)
 		switch {
 		case apierrors.IsNotFound(err):

@@ -187,7 +187,6 @@ type stack struct {
 	runner *serverrunner.Runner
 	opts   *provisioner.Options
 	ctl    *fixture.Controller
-	claim  *corev1.PersistentVolumeClaim
 }
 
 func newStack(t *testing.T, ctx context.Context, ns string) *stack {
