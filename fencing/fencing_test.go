@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +145,15 @@ func newHolder(t *testing.T, cs *fake.Clientset, identity string) *Holder {
 // succeed, and ends its serving context once renewals fail for D - M.
 func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	cs := fake.NewClientset()
+	// The cut is armed later; the reactor is installed now, before the holder's goroutine
+	// reads the reactor chain (the fake does not guard it against concurrent changes).
+	var unreachable atomic.Bool
+	cs.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if unreachable.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
 	h := newHolder(t, cs, "p_1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -160,9 +170,7 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 		t.Fatalf("stopped serving while renewals succeed: %v", context.Cause(serving))
 	}
 	// The apiserver becomes unreachable.
-	cs.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, errors.New("connection refused")
-	})
+	unreachable.Store(true)
 	cut := time.Now()
 	select {
 	case <-serving.Done():

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,13 @@ kills it at once when the Lease cannot be renewed in time (self-fencing), and ex
 dies. /healthz answers 200 only while ganesha answers an RPC NULL call on its NFS port.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			validate := func() error { return errors.Join(opts.Validate(), lease.Validate()) }
+			validate := func() error {
+				var leaseErr error
+				if err := lease.Validate(); err != nil {
+					leaseErr = fmt.Errorf("invalid lease options: %w", err)
+				}
+				return errors.Join(opts.Validate(), leaseErr)
+			}
 			return runRole(cmd, "nfs-server", validate, func(ctx context.Context) error { return run(ctx, opts, lease) })
 		},
 	}

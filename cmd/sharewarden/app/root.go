@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"flag"
-	"fmt"
 
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
@@ -50,7 +49,7 @@ with fencing and fast failover. Each role below runs as its own process.`,
 // runs with its own named logger in the context.
 func runRole(cmd *cobra.Command, name string, validate func() error, run func(context.Context) error) error {
 	if err := validate(); err != nil {
-		return fmt.Errorf("invalid options: %w", err)
+		return err
 	}
 	return run(logf.IntoContext(cmd.Context(), ctrl.Log.WithName(name)))
 }
