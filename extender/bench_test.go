@@ -52,7 +52,7 @@ func benchWorld(n int, zonal bool) (*Store, []string) {
 		st.Server.NodeName = names[n/3]
 		st.FencedNodes = []string{names[2], names[3]}
 	}))
-	s.UpsertClaim(claim(sysNS, "sw-"+claimUID, "b", "backing"))
+	s.UpsertClaim(claim(sysNS, swv1.ObjectName(claimUID), "b", "backing"))
 	s.UpsertClaim(claim(appNS, "data", claimUID, "pvc-data"))
 	s.UpsertPV(pv("backing", pvMods...))
 	s.SetSynced(true)

@@ -40,7 +40,7 @@ func keys(m extenderv1.FailedNodesMap) []string {
 func bound(pvMods []func(*corev1.PersistentVolume), svMod func(*swv1.SharedVolumeStatus), extra ...any) *Store {
 	objs := []any{
 		sharedVolume("data", claimUID, svMod),
-		claim(sysNS, "sw-"+claimUID, "b-uid", "backing"),
+		claim(sysNS, swv1.ObjectName(claimUID), "b-uid", "backing"),
 		pv("backing", pvMods...),
 	}
 	return world(append(objs, extra...)...)
@@ -90,12 +90,12 @@ func TestFilterServer(t *testing.T) {
 		message: "not synced",
 	}, {
 		name:    "SharedVolume missing: fail closed",
-		store:   world(claim(sysNS, "sw-"+claimUID, "b", "backing"), pv("backing")),
+		store:   world(claim(sysNS, swv1.ObjectName(claimUID), "b", "backing"), pv("backing")),
 		failed:  allNodes,
 		message: "SharedVolume app/data not found",
 	}, {
 		name:    "SharedVolume of another claim with the same name: fail closed",
-		store:   world(sharedVolume("data", "other-uid", nil), claim(sysNS, "sw-"+claimUID, "b", "backing"), pv("backing")),
+		store:   world(sharedVolume("data", "other-uid", nil), claim(sysNS, swv1.ObjectName(claimUID), "b", "backing"), pv("backing")),
 		failed:  allNodes,
 		message: "another claim",
 	}, {
@@ -105,12 +105,12 @@ func TestFilterServer(t *testing.T) {
 		message: "backing claim sharewarden-system/sw-uid-1 not found",
 	}, {
 		name:    "PV missing: fail closed",
-		store:   world(sharedVolume("data", claimUID, nil), claim(sysNS, "sw-"+claimUID, "b", "backing")),
+		store:   world(sharedVolume("data", claimUID, nil), claim(sysNS, swv1.ObjectName(claimUID), "b", "backing")),
 		failed:  allNodes,
 		message: "PersistentVolume backing",
 	}, {
 		name:   "backing claim not bound yet: the scheduler's volume binding chooses",
-		store:  world(sharedVolume("data", claimUID, nil), claim(sysNS, "sw-"+claimUID, "b", "")),
+		store:  world(sharedVolume("data", claimUID, nil), claim(sysNS, swv1.ObjectName(claimUID), "b", "")),
 		passed: allNodes,
 	}, {
 		name:  "server pod without claim labels: fail closed",

@@ -45,12 +45,12 @@ func marked(p *corev1.Pod, marker corev1.ResourceName) *corev1.Pod {
 // serverPod is volume claimUID's server (app/data), mounting backing claim sw-<uid>.
 func serverPod(uid, claimName, nodeName string) *corev1.Pod {
 	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "sw-" + uid, Namespace: sysNS, Labels: map[string]string{
+		ObjectMeta: metav1.ObjectMeta{Name: swv1.ObjectName(uid), Namespace: sysNS, Labels: map[string]string{
 			swv1.LabelClaimNamespace: appNS, swv1.LabelClaimName: claimName, swv1.LabelClaimUID: uid,
 			swv1.LabelComponent: swv1.ComponentNFSServer,
 		}},
 		Spec: corev1.PodSpec{NodeName: nodeName, Volumes: []corev1.Volume{{Name: "export", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "sw-" + uid},
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: swv1.ObjectName(uid)},
 		}}}},
 	}
 	return marked(p, swv1.ResourceServer)

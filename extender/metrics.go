@@ -2,7 +2,8 @@ package extender
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Metric names, for dashboards and tests.
@@ -23,7 +24,8 @@ type metrics struct {
 	nodes       *prometheus.HistogramVec
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+// newMetrics registers the metrics with reg (the Server's own, from report.NewRegistry).
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests, Help: "Extender requests answered, by verb and pod kind (server, consumer, other).",
@@ -45,7 +47,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}, []string{"verb"}),
 	}
-	reg.MustRegister(m.requests, m.badRequests, m.latency, m.filtered, m.nodes,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.requests = report.Register(reg, m.requests)
+	m.badRequests = report.Register(reg, m.badRequests)
+	m.latency = report.Register(reg, m.latency)
+	m.filtered = report.Register(reg, m.filtered)
+	m.nodes = report.Register(reg, m.nodes)
 	return m
 }

@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	apiserveroptions "k8s.io/apiserver/pkg/server/options"
+
+	"github.com/sharewarden/sharewarden/kubeclient"
 )
 
 // Defaults.
@@ -37,11 +39,9 @@ type Options struct {
 	// HealthAddress, when set, also serves /healthz, /readyz and /metrics as plain HTTP there
 	// (for kubelet probes and scrapers that should not need the extender's certificate).
 	HealthAddress string
-	// Kubeconfig to reach the apiserver; empty means in-cluster.
-	Kubeconfig string
-	// KubeAPIQPS and KubeAPIBurst limit the informers' client (lists on start, then watches).
-	KubeAPIQPS   float32
-	KubeAPIBurst int
+	// Options reach the apiserver; the limits apply to the informers' lists on start, then
+	// their watches.
+	kubeclient.Options
 	// Config is what the handlers need.
 	Config
 	// ShutdownTimeout bounds the graceful stop of the server.
@@ -68,8 +68,7 @@ func NewOptions() *Options {
 	ss.ServerCert = apiserveroptions.GeneratableKeyCert{}
 	return &Options{
 		SecureServing:   ss,
-		KubeAPIQPS:      20,
-		KubeAPIBurst:    40,
+		Options:         kubeclient.NewOptions(20, 40),
 		Config:          DefaultConfig(),
 		ShutdownTimeout: 10 * time.Second,
 	}
@@ -91,9 +90,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	_ = fs.MarkHidden("cert-dir")
 	fs.StringVar(&o.HTTPAddress, "http-address", o.HTTPAddress, "serve plain HTTP on this loopback host:port instead of HTTPS (needs --secure-port=0; for a scheduler in the same pod)")
 	fs.StringVar(&o.HealthAddress, "health-address", o.HealthAddress, "also serve /healthz, /readyz and /metrics as plain HTTP on this host:port (e.g. :8081)")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach the apiserver (default: in-cluster)")
-	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "queries per second to the apiserver (informer lists and watches)")
-	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "burst of queries to the apiserver")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.URLPrefix, "url-prefix", o.URLPrefix, "path under which the filter and prioritize verbs are served (the scheduler configuration's urlPrefix path)")
 	fs.StringVar(&o.ZoneLabel, "zone-label", o.ZoneLabel, "node label holding the node's zone")
 	fs.Int64Var(&o.MaxRequestBytes, "max-request-bytes", o.MaxRequestBytes, "largest ExtenderArgs body accepted")
@@ -124,9 +121,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("--health-address %q: %w", o.HealthAddress, err))
 		}
 	}
-	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst <= 0 {
-		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
-	}
+	errs = append(errs, o.Options.Validate())
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s is negative", o.ShutdownTimeout))
 	}

@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -33,12 +32,10 @@ func Run(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("invalid options: %w", err)
 	}
 	log := logf.FromContext(ctx)
-	cfg, err := clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	cfg, err := opts.RESTConfig("sharewarden-extender")
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig %q: %w", opts.Kubeconfig, err)
+		return err
 	}
-	cfg.UserAgent = "sharewarden-extender"
-	cfg.QPS, cfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(corev1.AddToScheme(scheme))
@@ -76,31 +73,13 @@ func Run(ctx context.Context, opts *Options) error {
 			return err
 		}
 	}
-	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- informers.Start(ctx) }()
 	log.Info("serving scheduler extender", "address", addr.String(), "urlPrefix", opts.URLPrefix, "https", opts.HTTPAddress == "")
-	go func() {
-		if !informers.WaitForCacheSync(ctx) {
-			return
-		}
-		for _, r := range regs {
-			if !toolscache.WaitForCacheSync(ctx.Done(), r.HasSynced) {
-				return
-			}
-		}
-		store.SetSynced(true)
-		log.Info("informer caches synced; ready")
-	}()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-cacheDone:
-		if err != nil {
-			runErr = fmt.Errorf("informer cache stopped: %w", err)
-		}
-		cancel()
+	handlersSynced := make([]toolscache.InformerSynced, 0, len(regs))
+	for _, r := range regs {
+		handlersSynced = append(handlersSynced, r.HasSynced)
 	}
+	runErr := serving.RunInformers(ctx, informers, func() { store.SetSynced(true) }, handlersSynced...)
+	cancel()
 	<-stopped
 	if healthStopped != nil {
 		<-healthStopped

@@ -21,6 +21,8 @@ import (
 	"k8s.io/klog/v2"
 	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Verbs the extender answers, under Config.URLPrefix.
@@ -57,7 +59,7 @@ func NewServer(ctx context.Context, cfg Config, facts Facts, readyChecks ...heal
 		cfg:      cfg,
 		facts:    facts,
 		log:      logf.FromContext(ctx),
-		registry: prometheus.NewRegistry(),
+		registry: report.NewRegistry(),
 		mux:      http.NewServeMux(),
 		health:   http.NewServeMux(),
 	}
@@ -82,9 +84,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 // HealthHandler serves only /healthz, /readyz and /metrics.
 func (s *Server) HealthHandler() http.Handler { return s.health }
-
-// Registry is the server's metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // serveVerb answers POST <prefix>/<verb>.
 func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +116,7 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if _, err := w.Write(sc.out); err != nil {
-		s.log.V(1).Info("writing extender answer failed", "verb", verb, "error", err)
+		s.log.Error(err, "writing extender answer failed", "verb", verb)
 	}
 	kind := role.String()
 	s.metrics.requests.WithLabelValues(verb, kind).Inc()
@@ -309,8 +308,8 @@ func (s *Server) filter(ctx context.Context, args *extenderv1.ExtenderArgs, role
 			s.metrics.filtered.WithLabelValues(kind, reasonLabels[why]).Add(float64(n))
 		}
 	}
-	if log := logf.FromContext(ctx, "pod", klog.KObj(args.Pod)).V(1); log.Enabled() {
-		log.Info("filtered nodes", "role", kind, "nodes", len(sc.names), "passed", len(res.Passed),
+	if log := s.log.V(1); log.Enabled() {
+		log.WithValues("pod", klog.KObj(args.Pod)).Info("filtered nodes", "role", kind, "nodes", len(sc.names), "passed", len(res.Passed),
 			"failed", len(res.Failed), "unresolvable", len(res.Unresolvable), "synced", st.Synced, "missing", st.Missing)
 	}
 }
@@ -335,9 +334,10 @@ func (s *Server) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, 
 		counts = sc.counts[:len(sc.names)]
 	}
 	st := s.gather(args, role, sc, lookup, counts)
-	log := logf.FromContext(ctx, "pod", klog.KObj(args.Pod)).V(1)
+	log := s.log.V(1)
 	var explain []Breakdown
 	if log.Enabled() {
+		log = log.WithValues("pod", klog.KObj(args.Pod))
 		explain = make([]Breakdown, len(sc.names))
 	}
 	sc.scores = score(sc.names, sc.nodes, &st, sc.scores, explain)

@@ -260,13 +260,8 @@ func (s *Store) forgetPod(key types.NamespacedName) {
 // podClaims are the claims a pod's volumes name, generic ephemeral volumes' included.
 func podClaims(p *corev1.Pod) []types.NamespacedName {
 	var out []types.NamespacedName
-	for _, v := range p.Spec.Volumes {
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			out = append(out, types.NamespacedName{Namespace: p.Namespace, Name: v.PersistentVolumeClaim.ClaimName})
-		case v.Ephemeral != nil:
-			out = append(out, types.NamespacedName{Namespace: p.Namespace, Name: p.Name + "-" + v.Name})
-		}
+	for _, name := range swv1.PodClaimNames(p) {
+		out = append(out, types.NamespacedName{Namespace: p.Namespace, Name: name})
 	}
 	return out
 }
@@ -362,13 +357,8 @@ func (s *Store) gatherConsumer(pod *corev1.Pod, st *State) {
 		}
 		st.Volumes = append(st.Volumes, s.volumeOf(key, sv))
 	}
-	for _, v := range pod.Spec.Volumes {
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			add(types.NamespacedName{Namespace: pod.Namespace, Name: v.PersistentVolumeClaim.ClaimName})
-		case v.Ephemeral != nil:
-			add(types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name + "-" + v.Name})
-		}
+	for _, key := range podClaims(pod) {
+		add(key)
 	}
 	if len(st.Volumes) == 0 {
 		st.Missing = missing

@@ -6,11 +6,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 // Server counts and consumer zones follow pods as they come, move, finish and go.
 func TestStoreFollowsPods(t *testing.T) {
-	s := world(sharedVolume("data", claimUID, nil), claim(sysNS, "sw-"+claimUID, "b", ""))
+	s := world(sharedVolume("data", claimUID, nil), claim(sysNS, swv1.ObjectName(claimUID), "b", ""))
 	counts := func() []int32 {
 		c := make([]int32, len(allNodes))
 		s.Gather(serverPod(claimUID, "data", ""), RoleServer, allNodes, nil, c)

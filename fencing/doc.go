@@ -16,8 +16,14 @@
 // own margin (default 2 s), the holder is known to have stopped serving. The Fencer then
 // releases the lease with a compare-and-swap update (a renewal that raced it wins and cancels
 // the fencing), force-deletes the old server pod, deletes the backing volume's
-// VolumeAttachment on the old node so the RWO volume can attach elsewhere at once, and marks
-// the node fenced for the scheduler extender (node-wide when the node's own heartbeat is stale
-// too). The replacement server may take a released lease at once: the release is itself the
-// proof that D has passed.
+// VolumeAttachment on the old node so the RWO volume can attach elsewhere at once, and records
+// the holder and its node on the released lease. From there the provisioner lists the node in
+// the volume's status.fencedNodes, which the scheduler extender keeps the volume's servers and
+// consumers off. The replacement server may take a released lease at once: the release is
+// itself the proof that D has passed.
+//
+// The NodeFencer fences a node as a whole: when a server was fenced off it and the node itself
+// is not Ready, it labels the node sharewarden.io/fenced (which the extender keeps every
+// ShareWarden server and consumer off), optionally taints it out-of-service and force-deletes
+// the consumers there, and unfences it once it has been Ready again for the settle period.
 package fencing

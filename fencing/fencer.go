@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Event reasons of fencing.
@@ -35,8 +36,6 @@ const (
 
 // FencerConfig configures the controller side of fencing.
 type FencerConfig struct {
-	// Namespace holds the servers' leases and pods.
-	Namespace string
 	// Margin is waited beyond a lease's duration before its holder is declared stopped.
 	Margin time.Duration
 }
@@ -79,8 +78,7 @@ func Verdict(lease *coordinationv1.Lease, seenAt, now time.Time, margin time.Dur
 	if holder == "" {
 		return "", 0
 	}
-	d := time.Duration(ptr.Deref(lease.Spec.LeaseDurationSeconds, 0)) * time.Second
-	return holder, d + margin - now.Sub(seenAt)
+	return holder, LeaseDuration(lease) + margin - now.Sub(seenAt)
 }
 
 // ParseHolder splits a holder identity "podName_podUID".
@@ -110,8 +108,8 @@ func (f *Fencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 	if holder == "" {
 		// Released. If this process (or an earlier one, stopped midway) released it from a
 		// stopped holder, finish that fencing: each of its later steps is idempotent.
-		if fenced := lease.Annotations[AnnotationFencedHolder]; fenced != "" {
-			return f.clear(ctx, lease, fenced, lease.Annotations[AnnotationFencedNode], false)
+		if fenced := lease.Annotations[swv1.AnnotationFencedHolder]; fenced != "" {
+			return f.clear(ctx, lease, fenced, lease.Annotations[swv1.AnnotationFencedNode], false)
 		}
 		return ctrl.Result{}, nil
 	}
@@ -163,11 +161,12 @@ func (f *Fencer) fence(ctx context.Context, lease *coordinationv1.Lease, holder 
 	if released.Annotations == nil {
 		released.Annotations = map[string]string{}
 	}
-	released.Annotations[AnnotationFencedHolder] = holder
-	released.Annotations[AnnotationFencedNode] = node
-	released.Annotations[AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
+	released.Annotations[swv1.AnnotationFencedHolder] = holder
+	released.Annotations[swv1.AnnotationFencedNode] = node
+	released.Annotations[swv1.AnnotationFencedAt] = start.UTC().Format(time.RFC3339Nano)
 	if err := f.Client.Update(ctx, released); apierrors.IsConflict(err) {
 		logger.V(1).Info("lease changed while fencing; holder is alive")
+		//lint:ignore SA1019 a rate-limited requeue at once is what is meant: look again at the renewed lease, no fixed delay
 		return ctrl.Result{Requeue: true}, nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("releasing lease: %w", err)
@@ -272,9 +271,7 @@ func claimOf(pod *corev1.Pod) *corev1.PersistentVolumeClaim {
 }
 
 func (f *Fencer) event(regarding runtime.Object, typ, reason, action, msg string) {
-	if f.Recorder != nil {
-		f.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
-	}
+	report.Event(f.Recorder, regarding, typ, reason, action, msg)
 }
 
 // Metrics of fencing.
@@ -289,20 +286,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_fencings_total", Help: "Servers declared stopped and fenced after their lease expired."}),
 		nodes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_node_fencings_total", Help: "Nodes fenced as a whole (NotReady while a server was fenced off them)."}),
 	}
-	m.fencings = register(reg, m.fencings)
-	m.nodes = register(reg, m.nodes)
+	m.fencings = report.Register(reg, m.fencings)
+	m.nodes = report.Register(reg, m.nodes)
 	return m
-}
-
-func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) fenced() {

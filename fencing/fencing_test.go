@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ func TestVerdict(t *testing.T) {
 		{"expired, margin not passed", lease("p_1", 10), 11 * time.Second, 2 * time.Second, time.Second, "p_1"},
 		{"expired and margin passed", lease("p_1", 10), 12 * time.Second, 2 * time.Second, 0, "p_1"},
 		{"long gone", lease("p_1", 10), time.Minute, 2 * time.Second, -48 * time.Second, "p_1"},
+		{"no duration: the default, as a holder reads it", lease("p_1", 0), 0, 2 * time.Second, DefaultLeaseDuration + 2*time.Second, "p_1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			holder, wait := Verdict(tc.lease, t0, t0.Add(tc.seenAgo), tc.margin)
@@ -143,6 +145,15 @@ func newHolder(t *testing.T, cs *fake.Clientset, identity string) *Holder {
 // succeed, and ends its serving context once renewals fail for D - M.
 func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	cs := fake.NewClientset()
+	// The cut is armed later; the reactor is installed now, before the holder's goroutine
+	// reads the reactor chain (the fake does not guard it against concurrent changes).
+	var unreachable atomic.Bool
+	cs.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if unreachable.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
 	h := newHolder(t, cs, "p_1")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -159,9 +170,7 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 		t.Fatalf("stopped serving while renewals succeed: %v", context.Cause(serving))
 	}
 	// The apiserver becomes unreachable.
-	cs.PrependReactor("*", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, errors.New("connection refused")
-	})
+	unreachable.Store(true)
 	cut := time.Now()
 	select {
 	case <-serving.Done():
@@ -194,7 +203,7 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 
 	// Released (as the Fencer does): taken at once.
 	cs2 := fake.NewClientset(&coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{AnnotationFencedHolder: "old_1"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{swv1.AnnotationFencedHolder: "old_1"}},
 		Spec:       coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](2)},
 	})
 	h2 := newHolder(t, cs2, "new_3")
@@ -206,7 +215,7 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 		t.Errorf("waited out the lease duration (%s) for a lease the Fencer had released", waited)
 	}
 	l, _ := cs2.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{})
-	if _, ok := l.Annotations[AnnotationFencedHolder]; ok {
+	if _, ok := l.Annotations[swv1.AnnotationFencedHolder]; ok {
 		t.Error("the new holder left the fencing annotations on the lease")
 	}
 }
@@ -301,7 +310,7 @@ func TestFencerFinishesAnInterruptedFencing(t *testing.T) {
 	other := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: "va-2"}, Spec: storagev1.VolumeAttachmentSpec{
 		NodeName: "alive", Attacher: "disk.example.com", Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To("pv-1")}}}
 	released := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{
-		AnnotationFencedHolder: "sw-vol_u-1", AnnotationFencedNode: "dead"}}, Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](10)}}
+		swv1.AnnotationFencedHolder: "sw-vol_u-1", swv1.AnnotationFencedNode: "dead"}}, Spec: coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](10)}}
 	c := crfake.NewClientBuilder().WithScheme(scheme).WithObjects(pod, backing, va, other, released).Build()
 	var steps []Step
 	f := &Fencer{Client: c, OnStep: func(_ context.Context, s Step, _ types.NamespacedName) { steps = append(steps, s) }}

@@ -18,13 +18,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/kubeclient"
 )
 
-// Annotations the Fencer writes on a lease it releases; a new holder clears them.
+// Annotations the Fencer writes on a lease it releases; a new holder clears them. They live in
+// package v1alpha1; these names stay for provisioner/reconciler.go until it reads those.
 const (
-	AnnotationFencedHolder = swv1.GroupName + "/fenced-holder"
-	AnnotationFencedNode   = swv1.GroupName + "/fenced-node"
-	AnnotationFencedAt     = swv1.GroupName + "/fenced-at"
+	AnnotationFencedHolder = swv1.AnnotationFencedHolder
+	AnnotationFencedNode   = swv1.AnnotationFencedNode
+	AnnotationFencedAt     = swv1.AnnotationFencedAt
 )
 
 // ErrLeaseLost ends a server's serving context when it could not renew in time or the lease
@@ -37,9 +39,10 @@ func LeaseName(volumeID string) string { return swv1.ObjectName(volumeID) }
 // HolderOptions configure a server's self-fencing lease.
 type HolderOptions struct {
 	// Enabled turns self-fencing on; off, the server serves without a lease (tests only).
-	Enabled    bool
-	Kubeconfig string
-	Namespace  string
+	Enabled bool
+	// Options reach the apiserver: one lease read and write every renewal interval.
+	kubeclient.Options
+	Namespace string
 	// Identity names this server incarnation: pod name and UID, so a replacement pod with the
 	// same name is another holder.
 	Identity      string
@@ -58,9 +61,10 @@ func DefaultHolderOptions() HolderOptions {
 	}
 	return HolderOptions{
 		Enabled:       true,
+		Options:       kubeclient.NewOptions(5, 10),
 		Namespace:     os.Getenv("POD_NAMESPACE"),
 		Identity:      id,
-		Duration:      10 * time.Second,
+		Duration:      DefaultLeaseDuration,
 		RenewInterval: 2 * time.Second,
 		SafetyMargin:  3 * time.Second,
 	}
@@ -69,7 +73,7 @@ func DefaultHolderOptions() HolderOptions {
 // AddFlags binds the options to fs.
 func (o *HolderOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "self-fence", o.Enabled, "serve only while holding the volume's Lease, and stop at once when it cannot be renewed (turn off only in tests)")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig for the lease (default: in-cluster)")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.Namespace, "lease-namespace", o.Namespace, "namespace of the volume's Lease (default $POD_NAMESPACE)")
 	fs.StringVar(&o.Identity, "lease-holder", o.Identity, "this server's identity in the Lease (default $POD_NAME_$POD_UID)")
 	fs.DurationVar(&o.Duration, "lease-duration", o.Duration, "D: how long the Lease is valid after a renewal; a successor waits this long after the last renewal it saw")
@@ -83,7 +87,7 @@ func (o HolderOptions) Validate() error {
 	if !o.Enabled {
 		return nil
 	}
-	var errs []error
+	errs := []error{o.Options.Validate()}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("--lease-namespace (or $POD_NAMESPACE) must be set"))
 	}
@@ -128,6 +132,20 @@ func NewHolder(opts HolderOptions, leases coordclient.LeasesGetter, volumeID str
 	}, nil
 }
 
+// DefaultLeaseDuration is D unless --lease-duration says otherwise, and the D of a lease that
+// does not say.
+const DefaultLeaseDuration = 10 * time.Second
+
+// LeaseDuration is a lease's D: its leaseDurationSeconds, or DefaultLeaseDuration when it has
+// none. A holder waiting to take a lease and the Fencer judging one read D the same way, so a
+// lease without a duration is never fenced sooner than a holder would take it.
+func LeaseDuration(lease *coordinationv1.Lease) time.Duration {
+	if s := ptr.Deref(lease.Spec.LeaseDurationSeconds, 0); s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return DefaultLeaseDuration
+}
+
 // Identity is a server pod's holder identity, "podName_podUID" (see ParseHolder).
 func Identity(pod *corev1.Pod) string { return pod.Name + "_" + string(pod.UID) }
 
@@ -136,7 +154,7 @@ func Identity(pod *corev1.Pod) string { return pod.Name + "_" + string(pod.UID) 
 // expires, as if the lease had never gone.
 func LeaseFor(pod *corev1.Pod, labels map[string]string, duration time.Duration, now time.Time) *coordinationv1.Lease {
 	if duration < time.Second {
-		duration = DefaultHolderOptions().Duration
+		duration = DefaultLeaseDuration
 	}
 	renewed := metav1.NewMicroTime(now)
 	return &coordinationv1.Lease{
@@ -181,7 +199,7 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 	var seen *coordinationv1.Lease
 	var seenAt time.Time
 	for {
-		sent := h.now()
+		var sent time.Time
 		cur, err := h.get(ctx)
 		switch {
 		case apierrors.IsNotFound(err):
@@ -194,15 +212,14 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 				seen, seenAt = cur, h.now()
 			}
 			holder := ptr.Deref(cur.Spec.HolderIdentity, "")
-			d := time.Duration(ptr.Deref(cur.Spec.LeaseDurationSeconds, int32(h.opts.Duration/time.Second))) * time.Second
-			if holder == "" || holder == h.opts.Identity || h.now().Sub(seenAt) >= d {
+			if holder == "" || holder == h.opts.Identity || h.now().Sub(seenAt) >= LeaseDuration(cur) {
 				if sent, err = h.write(ctx, cur); err == nil {
 					return sent, nil
 				}
 			}
 		}
 		if err != nil && !apierrors.IsConflict(err) {
-			log.FromContext(ctx).Info("lease not acquired yet", "error", err.Error())
+			log.FromContext(ctx).Error(err, "lease not acquired yet; retrying")
 		}
 		select {
 		case <-ctx.Done():
@@ -317,7 +334,7 @@ func (h *Holder) write(ctx context.Context, cur *coordinationv1.Lease) (time.Tim
 		for k, v := range h.labels {
 			l.Labels[k] = v
 		}
-		for _, a := range []string{AnnotationFencedHolder, AnnotationFencedNode, AnnotationFencedAt} {
+		for _, a := range []string{swv1.AnnotationFencedHolder, swv1.AnnotationFencedNode, swv1.AnnotationFencedAt} {
 			delete(l.Annotations, a)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // IndexPodNode indexes pods by the node they are bound to.
@@ -165,9 +166,7 @@ func (n *NodeFencer) evictConsumers(ctx context.Context, node string, svs []swv1
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		uses := slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
-			return v.PersistentVolumeClaim != nil && claims[p.Namespace+"/"+v.PersistentVolumeClaim.ClaimName]
-		})
+		uses := slices.ContainsFunc(swv1.PodClaimNames(p), func(name string) bool { return claims[p.Namespace+"/"+name] })
 		if !uses {
 			continue
 		}
@@ -180,7 +179,5 @@ func (n *NodeFencer) evictConsumers(ctx context.Context, node string, svs []swv1
 }
 
 func (n *NodeFencer) event(regarding client.Object, typ, reason, action, msg string) {
-	if n.Recorder != nil {
-		n.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
-	}
+	report.Event(n.Recorder, regarding, typ, reason, action, msg)
 }

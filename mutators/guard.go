@@ -10,8 +10,9 @@ import (
 	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
-// guardAnnotations refuses system annotations set or changed by anyone but ShareWarden, and a
-// change of the recorded backing class after creation.
+// guardAnnotations refuses system annotations (the names ShareWarden writes on a volume's PV)
+// set or changed on a claim by anyone but ShareWarden, and a change of the recorded backing
+// class after creation.
 func guardAnnotations(pvc *corev1.PersistentVolumeClaim, f ClaimFacts) field.ErrorList {
 	if f.Privileged {
 		return nil
@@ -22,13 +23,13 @@ func guardAnnotations(pvc *corev1.PersistentVolumeClaim, f ClaimFacts) field.Err
 		if f.Old == nil {
 			if set {
 				errs = append(errs, field.Forbidden(annotationsPath.Key(key), fmt.Sprintf(
-					"only ShareWarden sets %s: it ties a claim to a volume, and a value set by anyone else could point the claim at another tenant's data; remove the annotation", key)))
+					"only ShareWarden sets %s: it names a volume's backing claim or server, and a value set by anyone else could name another tenant's data; remove the annotation", key)))
 			}
 			continue
 		}
 		if old, wasSet := f.Old.Annotations[key]; old != v || wasSet != set {
 			errs = append(errs, field.Forbidden(annotationsPath.Key(key), fmt.Sprintf(
-				"only ShareWarden sets or changes %s: it ties the claim to its volume; leave it as it was (%q)", key, old)))
+				"only ShareWarden sets or changes %s: it names a volume's backing claim or server; leave it as it was (%q)", key, old)))
 		}
 	}
 	if f.Old != nil {

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sharewarden/sharewarden/fencing"
@@ -23,11 +22,9 @@ func RunFenced(ctx context.Context, opts Options, lease fencing.HolderOptions) e
 	if err := lease.Validate(); err != nil {
 		return fmt.Errorf("invalid lease options: %w", err)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = lease.Kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cfg, err := lease.RESTConfig("sharewarden-nfs-server")
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig for the lease: %w", err)
+		return fmt.Errorf("lease client: %w", err)
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -36,6 +35,7 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/fencing"
+	"github.com/sharewarden/sharewarden/kubeclient"
 )
 
 // IndexPodClaims indexes pods by the names of the claims they mount.
@@ -57,7 +57,8 @@ func claimKeyIndex(o client.Object) []string {
 
 // Options configure `sharewarden controller`.
 type Options struct {
-	Kubeconfig            string
+	// Options reach the apiserver (each new volume takes about a dozen requests).
+	kubeclient.Options
 	Namespace             string
 	ServerImage           string
 	ServerImagePullPolicy string
@@ -70,8 +71,6 @@ type Options struct {
 	UnfenceSettle         time.Duration
 	EvictFencedConsumers  bool
 	OutOfServiceTaint     bool
-	KubeAPIQPS            float32
-	KubeAPIBurst          int
 	LeaderElect           bool
 	MetricsAddr           string
 	HealthAddr            string
@@ -83,8 +82,9 @@ type Options struct {
 }
 
 // NewOptions returns the defaults.
-func NewOptions() Options {
-	return Options{
+func NewOptions() *Options {
+	return &Options{
+		Options:               kubeclient.NewOptions(100, 200),
 		Namespace:             swv1.DefaultSystemNamespace,
 		ServerImage:           "ghcr.io/sharewarden/sharewarden-nfs-server:latest",
 		ServerImagePullPolicy: string(corev1.PullIfNotPresent),
@@ -95,8 +95,6 @@ func NewOptions() Options {
 		FenceMargin:           2 * time.Second,
 		UnfenceSettle:         60 * time.Second,
 		EvictFencedConsumers:  true,
-		KubeAPIQPS:            100,
-		KubeAPIBurst:          200,
 		LeaderElect:           true,
 		MetricsAddr:           ":8080",
 		HealthAddr:            ":8081",
@@ -105,7 +103,7 @@ func NewOptions() Options {
 
 // AddFlags binds the options to fs.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (default: in-cluster config or $KUBECONFIG)")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace for backing claims, NFS server pods and Services, and for the leader-election lease")
 	fs.StringVar(&o.ServerImage, "server-image", o.ServerImage, "image of the NFS server pods (sharewarden-nfs-server)")
 	fs.StringVar(&o.ServerImagePullPolicy, "server-image-pull-policy", o.ServerImagePullPolicy, "pull policy of the NFS server image")
@@ -118,8 +116,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.UnfenceSettle, "unfence-settle", o.UnfenceSettle, "how long a fenced node must be Ready again before it is unfenced; must exceed kube-controller-manager's --node-monitor-grace-period, since a dead node stays Ready in the API that long")
 	fs.BoolVar(&o.EvictFencedConsumers, "evict-fenced-consumers", o.EvictFencedConsumers, "force-delete pods mounting ShareWarden volumes on a node fenced as a whole, so their controllers restart them elsewhere")
 	fs.BoolVar(&o.OutOfServiceTaint, "out-of-service-taint", o.OutOfServiceTaint, "also taint nodes fenced as a whole node.kubernetes.io/out-of-service, for Kubernetes' non-graceful node shutdown handling of every pod there")
-	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "steady requests per second to the apiserver (each new volume takes about a dozen)")
-	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "request burst to the apiserver")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
@@ -142,9 +138,7 @@ func (o *Options) Validate() error {
 	if o.ServerHealthPort <= 0 || o.ServerHealthPort > 65535 || o.ServerHealthPort == swv1.NFSPort {
 		errs = append(errs, fmt.Errorf("--server-health-port %d: want 1-65535 and not %d", o.ServerHealthPort, swv1.NFSPort))
 	}
-	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
-		errs = append(errs, fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
-	}
+	errs = append(errs, o.Options.Validate())
 	if o.FenceMargin < 0 || o.UnfenceSettle < 0 {
 		errs = append(errs, fmt.Errorf("--fence-margin %s and --unfence-settle %s must not be negative", o.FenceMargin, o.UnfenceSettle))
 	}
@@ -186,17 +180,14 @@ func Scheme() (*runtime.Scheme, error) {
 }
 
 // Run runs the controller until ctx ends.
-func Run(ctx context.Context, opts Options) error {
+func Run(ctx context.Context, opts *Options) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = opts.Kubeconfig
-	restCfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	restCfg, err := opts.RESTConfig("sharewarden-controller")
 	if err != nil {
-		return fmt.Errorf("loading kubeconfig: %w", err)
+		return err
 	}
-	restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 	scheme, err := Scheme()
 	if err != nil {
 		return err
@@ -233,7 +224,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
 		return err
 	}
-	if err := setupFencing(ctx, mgr, opts); err != nil {
+	err = fencing.SetupWithManager(ctx, mgr, fencing.SetupOptions{
+		Fencer:  fencing.FencerConfig{Margin: opts.FenceMargin},
+		Nodes:   fencing.NodeFencerConfig{Settle: opts.UnfenceSettle, EvictConsumers: opts.EvictFencedConsumers, OutOfService: opts.OutOfServiceTaint},
+		Workers: opts.Workers,
+		OnStep:  opts.OnFenceStep,
+	})
+	if err != nil {
 		return err
 	}
 	if err := mgr.Start(ctx); err != nil {
@@ -345,7 +342,7 @@ func leaseChanged() predicate.Funcs {
 			return true
 		}
 		return ptr.Deref(o.Spec.HolderIdentity, "") != ptr.Deref(n.Spec.HolderIdentity, "") ||
-			o.Annotations[fencing.AnnotationFencedHolder] != n.Annotations[fencing.AnnotationFencedHolder]
+			o.Annotations[swv1.AnnotationFencedHolder] != n.Annotations[swv1.AnnotationFencedHolder]
 	}}
 }
 
@@ -357,21 +354,12 @@ func claimKeyFromLabels(o client.Object) (client.ObjectKey, bool) {
 	return client.ObjectKey{Namespace: l[swv1.LabelClaimNamespace], Name: l[swv1.LabelClaimName]}, true
 }
 
+// podClaimNames indexes a pod by swv1.PodClaimNames.
 func podClaimNames(o client.Object) []string {
-	p, ok := o.(*corev1.Pod)
-	if !ok {
-		return nil
+	if p, ok := o.(*corev1.Pod); ok {
+		return swv1.PodClaimNames(p)
 	}
-	var out []string
-	for _, v := range p.Spec.Volumes {
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			out = append(out, v.PersistentVolumeClaim.ClaimName)
-		case v.Ephemeral != nil: // a generic ephemeral volume's claim is named <pod>-<volume>
-			out = append(out, p.Name+"-"+v.Name)
-		}
-	}
-	return out
+	return nil
 }
 
 // slimPod keeps only what the controller reads of a pod, so that caching every pod in a large
@@ -402,46 +390,4 @@ func slimPod(obj any) (any, error) {
 		}
 	}
 	return slim, nil
-}
-
-// setupFencing adds the Fencer (server leases) and the NodeFencer (nodes) to the manager.
-func setupFencing(ctx context.Context, mgr ctrl.Manager, opts Options) error {
-	recorder := mgr.GetEventRecorder("sharewarden-fencer")
-	fm := fencing.NewMetrics(metrics.Registry)
-	f := &fencing.Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm, OnStep: opts.OnFenceStep,
-		Config: fencing.FencerConfig{Namespace: opts.Namespace, Margin: opts.FenceMargin}}
-	err := ctrl.NewControllerManagedBy(mgr).Named("fencer").
-		For(&coordinationv1.Lease{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers, SkipNameValidation: ptr.To(true)}).
-		Complete(f)
-	if err != nil {
-		return fmt.Errorf("building fencer: %w", err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, fencing.IndexPodNode, func(o client.Object) []string {
-		if n := o.(*corev1.Pod).Spec.NodeName; n != "" {
-			return []string{n}
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("indexing pods by node: %w", err)
-	}
-	nf := &fencing.NodeFencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: fm, Config: fencing.NodeFencerConfig{
-		Settle: opts.UnfenceSettle, EvictConsumers: opts.EvictFencedConsumers, OutOfService: opts.OutOfServiceTaint,
-	}}
-	fencedNodes := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		var out []reconcile.Request
-		for _, n := range o.(*swv1.SharedVolume).Status.FencedNodes {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Name: n}})
-		}
-		return out
-	})
-	err = ctrl.NewControllerManagedBy(mgr).Named("node-fencer").
-		For(&corev1.Node{}).
-		Watches(&swv1.SharedVolume{}, fencedNodes).
-		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
-		Complete(nf)
-	if err != nil {
-		return fmt.Errorf("building node fencer: %w", err)
-	}
-	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	"github.com/sharewarden/sharewarden/fencing"
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 func TestLeaseChangedIgnoresRenewals(t *testing.T) {
@@ -18,7 +18,7 @@ func TestLeaseChangedIgnoresRenewals(t *testing.T) {
 			x.Spec.HolderIdentity = ptr.To(holder)
 		}
 		if fenced != "" {
-			x.Annotations = map[string]string{fencing.AnnotationFencedHolder: fenced}
+			x.Annotations = map[string]string{swv1.AnnotationFencedHolder: fenced}
 		}
 		return x
 	}

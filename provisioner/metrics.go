@@ -1,12 +1,12 @@
 package provisioner
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Metrics are the provisioner's own Prometheus metrics (controller-runtime adds reconcile
@@ -50,27 +50,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "sharewarden_service_ip_conflicts_total",
 		Help: "Times a volume's Service could not be kept at the ClusterIP its PV names (address taken, or a Service found elsewhere).",
 	})
-	m.steps = register(reg, m.steps)
-	m.problems = register(reg, m.problems)
-	m.ipConflicts = register(reg, m.ipConflicts)
-	m.timeToReady = register(reg, m.timeToReady)
-	m.readyTotal = register(reg, m.readyTotal)
-	m.failover = register(reg, m.failover)
+	m.steps = report.Register(reg, m.steps)
+	m.problems = report.Register(reg, m.problems)
+	m.ipConflicts = report.Register(reg, m.ipConflicts)
+	m.timeToReady = report.Register(reg, m.timeToReady)
+	m.readyTotal = report.Register(reg, m.readyTotal)
+	m.failover = report.Register(reg, m.failover)
 	return m
-}
-
-// register adds c to reg, or reuses the collector already there (a second controller in the
-// same process, as in tests, shares controller-runtime's registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) observeReady(sv *swv1.SharedVolume, st swv1.SharedVolumeStatus, now time.Time) {

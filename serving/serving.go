@@ -1,6 +1,7 @@
 // Package serving is how ShareWarden's HTTPS components (the webhook and the extender) serve:
 // through k8s.io/apiserver's secure serving, as Kubernetes' own components do, so that they
-// share its flags and reload their certificate files when they change.
+// share its flags and reload their certificate files when they change; and how they run the
+// informer caches they answer from, ready once those have synced.
 package serving
 
 import (
@@ -13,6 +14,9 @@ import (
 
 	"k8s.io/apiserver/pkg/server"
 	apiserveroptions "k8s.io/apiserver/pkg/server/options"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // ServeTLS serves h over HTTPS as ss says until ctx ends, and returns at once with the address
@@ -37,4 +41,30 @@ func ServeTLS(ctx context.Context, ss *apiserveroptions.SecureServingOptions, h 
 		return nil, nil, fmt.Errorf("serving HTTPS: %w", err)
 	}
 	return serving.Listener.Addr(), stopped, nil
+}
+
+// RunInformers runs informers until ctx ends, and calls ready once they have synced (and every
+// alsoSynced with them, e.g. event handler registrations). It returns nil when ctx ends, or an
+// error as soon as the informers stop by themselves; the caller then stops its servers.
+func RunInformers(ctx context.Context, informers cache.Cache, ready func(), alsoSynced ...toolscache.InformerSynced) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- informers.Start(ctx) }()
+	go func() {
+		if !informers.WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), alsoSynced...) {
+			return
+		}
+		ready()
+		logf.FromContext(ctx).Info("informer caches synced; ready")
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("informer cache stopped: %w", err)
+		}
+		return nil
+	}
 }

@@ -2,7 +2,8 @@ package webhook
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // metrics are the Server's own, on the registry it owns.
@@ -23,7 +24,8 @@ const (
 	MetricLatency   = "sharewarden_webhook_request_duration_seconds"
 )
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+// newMetrics registers the metrics with reg (the Server's own, from report.NewRegistry).
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests, Help: "Admission requests received, by resource.",
@@ -43,7 +45,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"resource"}),
 	}
-	reg.MustRegister(m.requests, m.denials, m.mutations, m.errors, m.latency,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.requests = report.Register(reg, m.requests)
+	m.denials = report.Register(reg, m.denials)
+	m.mutations = report.Register(reg, m.mutations)
+	m.errors = report.Register(reg, m.errors)
+	m.latency = report.Register(reg, m.latency)
 	return m
 }

@@ -11,6 +11,7 @@ import (
 	apiserveroptions "k8s.io/apiserver/pkg/server/options"
 
 	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/kubeclient"
 )
 
 // DefaultMaxRequestBytes caps an AdmissionReview body: a claim update carries two claims and a
@@ -25,8 +26,9 @@ type Options struct {
 	// SecureServing is the HTTPS listener and its certificate files, which are reloaded when
 	// they change.
 	SecureServing *apiserveroptions.SecureServingOptions
-	// Kubeconfig to reach the apiserver; empty means in-cluster.
-	Kubeconfig string
+	// Options reach the apiserver. A burst of pods mounting fresh claims reads through to the
+	// API, so the default limits are not tight.
+	kubeclient.Options
 	// Config is what the admission rules need.
 	Config
 	// ShutdownTimeout bounds the graceful stop of the HTTPS server.
@@ -61,6 +63,7 @@ func NewOptions() *Options {
 	ss.ServerCert = apiserveroptions.GeneratableKeyCert{}
 	return &Options{
 		SecureServing: ss,
+		Options:       kubeclient.NewOptions(50, 100),
 		Config: Config{
 			ManagedClass:    v1alpha1.DefaultManagedStorageClass,
 			SystemNamespace: v1alpha1.DefaultSystemNamespace,
@@ -76,7 +79,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.SecureServing.AddFlags(fs)
 	// The webhook never generates a certificate: --tls-cert-file and --tls-private-key-file it is.
 	_ = fs.MarkHidden("cert-dir")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig to reach the apiserver (default: in-cluster)")
+	o.Options.AddFlags(fs)
 	fs.StringVar(&o.ManagedClass, "managed-storage-class", o.ManagedClass, "ShareWarden's storage class: shared claims on opted-in classes are rewritten to it")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "second scheduler to hand marked pods to, unless they chose one (default: none, kube-scheduler with the extender)")
 	fs.StringVar(&o.SystemNamespace, "system-namespace", o.SystemNamespace, "ShareWarden's own namespace, where its NFS server pods run")
@@ -100,7 +103,7 @@ func (o *Options) Validate() error {
 			errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required: the apiserver only calls webhooks over HTTPS"))
 		}
 	}
-	errs = append(errs, o.Config.Validate())
+	errs = append(errs, o.Options.Validate(), o.Config.Validate())
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s is negative", o.ShutdownTimeout))
 	}

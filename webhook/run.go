@@ -14,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apiserver/pkg/server/healthz"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -29,7 +27,7 @@ func Run(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("invalid options: %w", err)
 	}
 	log := logf.FromContext(ctx)
-	cfg, err := restConfig(opts.Kubeconfig)
+	cfg, err := opts.RESTConfig("sharewarden-webhook")
 	if err != nil {
 		return err
 	}
@@ -68,38 +66,11 @@ func Run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	cacheDone := make(chan error, 1)
-	go func() { cacheDone <- informers.Start(ctx) }()
 	log.Info("serving admission webhook", "address", addr.String(),
 		"managedStorageClass", opts.ManagedClass, "schedulerName", opts.SchedulerName)
-	go func() {
-		if informers.WaitForCacheSync(ctx) {
-			synced.Store(true)
-			log.Info("informer caches synced; ready")
-		}
-	}()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-cacheDone:
-		if err != nil {
-			runErr = fmt.Errorf("informer cache stopped: %w", err)
-		}
-		cancel()
-	}
+	runErr := serving.RunInformers(ctx, informers, func() { synced.Store(true) })
+	cancel()
 	<-stopped
 	log.Info("admission webhook stopped")
 	return runErr
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %q: %w", kubeconfig, err)
-	}
-	cfg.UserAgent = "sharewarden-webhook"
-	// A burst of pods mounting fresh claims reads through to the API; do not throttle it hard.
-	cfg.QPS, cfg.Burst = 50, 100
-	return cfg, nil
 }

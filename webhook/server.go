@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Paths the webhook serves.
@@ -54,7 +56,7 @@ func NewServer(ctx context.Context, cfg Config, reader client.Reader, readyCheck
 		cfg:      cfg,
 		facts:    facts{get: reader, list: reader, cfg: cfg},
 		log:      logf.FromContext(ctx),
-		registry: prometheus.NewRegistry(),
+		registry: report.NewRegistry(),
 		mux:      http.NewServeMux(),
 	}
 	s.metrics = newMetrics(s.registry)

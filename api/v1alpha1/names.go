@@ -22,33 +22,24 @@ const (
 	ParameterBackingStorageClass = "backingStorageClass"
 )
 
-// Annotations on a claim.
-const (
-	// AnnotationBackingStorageClass records the class a rewritten claim originally asked for:
-	// the backing ReadWriteOnce volume is provisioned from it. The webhook sets it.
-	AnnotationBackingStorageClass = GroupName + "/backing-storage-class"
+// AnnotationBackingStorageClass, on a claim, records the class a rewritten claim originally
+// asked for: the backing ReadWriteOnce volume is provisioned from it. The webhook sets it.
+const AnnotationBackingStorageClass = GroupName + "/backing-storage-class"
 
-	// AnnotationBackingClaim names the backing ReadWriteOnce claim (namespace/name). System only.
+// Annotations on the NFS PV the controller binds to an RWX claim, naming what serves it. Nothing
+// reads them back: they tell an operator looking at the PV where its data and server are.
+const (
+	// AnnotationBackingClaim names the volume's backing ReadWriteOnce claim (namespace/name).
 	AnnotationBackingClaim = GroupName + "/backing-claim"
-	// AnnotationServer identifies the NFS server (namespace/name of its Service) that exports the
-	// claim's volume. System only.
+	// AnnotationServer names the volume's NFS server (namespace/name of its Service).
 	AnnotationServer = GroupName + "/server"
-	// AnnotationExport is the NFS export path of the claim's volume on its server. System only.
-	AnnotationExport = GroupName + "/export"
 )
 
-// SystemAnnotations returns the annotations only ShareWarden's own components may set or change.
+// SystemAnnotations returns the annotations only ShareWarden's own components write. The
+// webhook refuses them on claims from anyone else, so that no claim carries a name of another
+// volume's backing claim or server that ShareWarden did not give it.
 func SystemAnnotations() []string {
-	return []string{AnnotationBackingClaim, AnnotationServer, AnnotationExport}
-}
-
-// IsSystemAnnotation tells whether key is one of SystemAnnotations.
-func IsSystemAnnotation(key string) bool {
-	switch key {
-	case AnnotationBackingClaim, AnnotationServer, AnnotationExport:
-		return true
-	}
-	return false
+	return []string{AnnotationBackingClaim, AnnotationServer}
 }
 
 // Labels.

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import corev1 "k8s.io/api/core/v1"
+
 // Labels the controller puts on every object it creates for a volume. The controller only ever
 // wires a claim to objects whose LabelClaimUID it set itself.
 const (
@@ -48,3 +50,30 @@ const (
 	// FencedTrue is LabelNodeFenced's value on a fenced node.
 	FencedTrue = "true"
 )
+
+// Annotations the Fencer writes on a server's Lease when it releases it from a stopped holder;
+// the next holder clears them. The provisioner reads the node into status.fencedNodes.
+const (
+	// AnnotationFencedHolder is the holder identity fenced (podName_podUID).
+	AnnotationFencedHolder = GroupName + "/fenced-holder"
+	// AnnotationFencedNode is the node that holder ran on ("" when unknown).
+	AnnotationFencedNode = GroupName + "/fenced-node"
+	// AnnotationFencedAt is when the fencing began (RFC 3339).
+	AnnotationFencedAt = GroupName + "/fenced-at"
+)
+
+// PodClaimNames are the names of the claims a pod's volumes mount, all in the pod's namespace:
+// each persistentVolumeClaim volume's claim, and each generic ephemeral volume's, which
+// Kubernetes names <pod>-<volume>.
+func PodClaimNames(pod *corev1.Pod) []string {
+	var out []string
+	for _, v := range pod.Spec.Volumes {
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			out = append(out, v.PersistentVolumeClaim.ClaimName)
+		case v.Ephemeral != nil:
+			out = append(out, pod.Name+"-"+v.Name)
+		}
+	}
+	return out
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
-	ctrl "sigs.k8s.io/controller-runtime"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sharewarden/sharewarden/extender"
 )
@@ -25,10 +23,7 @@ Only pods carrying the webhook's markers reach it (see deploy/scheduler and docs
 Other paths: /healthz, /readyz (ready once the informer caches synced), /metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.Validate(); err != nil {
-				return err
-			}
-			return run(logf.IntoContext(cmd.Context(), ctrl.Log.WithName("extender")), opts)
+			return runRole(cmd, "extender", opts.Validate, func(ctx context.Context) error { return run(ctx, opts) })
 		},
 	}
 	opts.AddFlags(cmd.Flags())

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
@@ -25,7 +27,16 @@ state on the volume itself), waits until it holds the volume's Lease, runs ganes
 kills it at once when the Lease cannot be renewed in time (self-fencing), and exits when ganesha
 dies. /healthz answers 200 only while ganesha answers an RPC NULL call on its NFS port.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return run(cmd.Context(), opts, lease) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			validate := func() error {
+				var leaseErr error
+				if err := lease.Validate(); err != nil {
+					leaseErr = fmt.Errorf("invalid lease options: %w", err)
+				}
+				return errors.Join(opts.Validate(), leaseErr)
+			}
+			return runRole(cmd, "nfs-server", validate, func(ctx context.Context) error { return run(ctx, opts, lease) })
+		},
 	}
 	opts.AddFlags(cmd.Flags())
 	lease.AddFlags(cmd.Flags())

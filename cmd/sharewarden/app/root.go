@@ -3,16 +3,15 @@
 package app
 
 import (
-	"errors"
+	"context"
 	"flag"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
 )
-
-// ErrNotImplemented is returned by roles that are not built yet.
-var ErrNotImplemented = errors.New("not implemented yet")
 
 // NewCommand returns the root command with every role as a subcommand.
 func NewCommand() *cobra.Command {
@@ -25,7 +24,11 @@ with fencing and fast failover. Each role below runs as its own process.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
-			ctrl.SetLogger(ctrlzap.New(ctrlzap.UseFlagOptions(&logOpts)))
+			// One logger for the process: client-go and the apiserver libraries log through
+			// klog, which then writes through the same zap logger as ShareWarden's own code.
+			logger := ctrlzap.New(ctrlzap.UseFlagOptions(&logOpts))
+			ctrl.SetLogger(logger)
+			klog.SetLogger(logger)
 		},
 	}
 	gfs := flag.NewFlagSet("log", flag.ContinueOnError)
@@ -37,18 +40,16 @@ with fencing and fast failover. Each role below runs as its own process.`,
 		newExtenderCommand(),
 		newControllerCommand(),
 		newNFSServerCommand(),
-		newDemoCommand(),
 	)
 	return root
 }
 
-func notYet(use, short string) *cobra.Command {
-	return &cobra.Command{
-		Use:   use,
-		Short: short + " (not implemented yet)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return ErrNotImplemented
-		},
+// runRole is every role's RunE: the options are validated before anything starts (so that a
+// bad flag is reported, all problems at once, before any connection is made), then the role
+// runs with its own named logger in the context.
+func runRole(cmd *cobra.Command, name string, validate func() error, run func(context.Context) error) error {
+	if err := validate(); err != nil {
+		return err
 	}
+	return run(logf.IntoContext(cmd.Context(), ctrl.Log.WithName(name)))
 }

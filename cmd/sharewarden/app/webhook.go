@@ -4,8 +4,6 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
-	ctrl "sigs.k8s.io/controller-runtime"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sharewarden/sharewarden/webhook"
 )
@@ -25,10 +23,7 @@ ShareWarden's NFS server pods) are marked for the scheduler extender. Paths:
 /mutate/persistentvolumeclaims, /mutate/pods, /healthz, /readyz, /metrics.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := opts.Validate(); err != nil {
-				return err
-			}
-			return run(logf.IntoContext(cmd.Context(), ctrl.Log.WithName("webhook")), opts)
+			return runRole(cmd, "webhook", opts.Validate, func(ctx context.Context) error { return run(ctx, opts) })
 		},
 	}
 	opts.AddFlags(cmd.Flags())

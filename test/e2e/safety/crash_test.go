@@ -217,7 +217,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 }
 
-func controllerOptions() provisioner.Options {
+func controllerOptions() *provisioner.Options {
 	o := fixture.ControllerOptions(plane)
 	o.LeaderElect = false
 	return o
@@ -344,9 +344,9 @@ func TestCrashDuringFencing(t *testing.T) {
 				l.Spec.HolderIdentity = ptr.To(fencing.Identity(repl))
 				l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
 				l.Spec.LeaseDurationSeconds = ptr.To[int32](3600) // nobody renews it here
-				delete(l.Annotations, fencing.AnnotationFencedHolder)
-				delete(l.Annotations, fencing.AnnotationFencedNode)
-				delete(l.Annotations, fencing.AnnotationFencedAt)
+				delete(l.Annotations, swv1.AnnotationFencedHolder)
+				delete(l.Annotations, swv1.AnnotationFencedNode)
+				delete(l.Annotations, swv1.AnnotationFencedAt)
 				if err := c.Update(ctx, l); err != nil {
 					return err
 				}

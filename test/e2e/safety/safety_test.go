@@ -301,9 +301,8 @@ func degraded(ctx context.Context, c client.Client, key client.ObjectKey) (*swv1
 type stack struct {
 	c      client.Client
 	runner *serverrunner.Runner
-	opts   provisioner.Options
+	opts   *provisioner.Options
 	ctl    *fixture.Controller
-	claim  *corev1.PersistentVolumeClaim
 }
 
 func newStack(t testing.TB, ctx context.Context, ns string) *stack {
