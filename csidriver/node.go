@@ -95,16 +95,16 @@ func (n *NodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	if err != nil {
 		return nil, err
 	}
-	notMounted, err := mount.IsNotMountPoint(n.Mounter, p.target)
+	mounted, err := n.Mounter.IsMountPoint(p.target)
 	if os.IsNotExist(err) {
 		if err := os.MkdirAll(p.target, 0o750); err != nil {
 			return nil, status.Errorf(codes.Internal, "creating target %s: %v", p.target, err)
 		}
-		notMounted = true
+		mounted = false
 	} else if err != nil {
 		return nil, status.Errorf(codes.Internal, "checking target %s: %v", p.target, err)
 	}
-	if !notMounted {
+	if mounted {
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
 	err = n.Mounter.Mount(p.source, p.target, "nfs", p.options)
