@@ -238,21 +238,31 @@ func (f *Fencer) detach(ctx context.Context, lease *coordinationv1.Lease, node s
 	} else if err != nil {
 		return 0, fmt.Errorf("getting backing claim: %w", err)
 	}
-	if backing.Spec.VolumeName == "" {
+	return Detach(ctx, f.Client, backing.Spec.VolumeName, node)
+}
+
+// Detach deletes the VolumeAttachments of PV pv on node, and tells how many it deleted (one
+// already being deleted counts). The Fencer calls it when it fences; the provisioner calls it
+// for every node a volume was fenced off, so that a fencing cut short never leaves the disk
+// held by a dead node.
+func Detach(ctx context.Context, c client.Client, pv, node string) (int, error) {
+	if pv == "" || node == "" {
 		return 0, nil
 	}
 	vas := &storagev1.VolumeAttachmentList{}
-	if err := f.Client.List(ctx, vas); err != nil {
+	if err := c.List(ctx, vas); err != nil {
 		return 0, fmt.Errorf("listing volume attachments: %w", err)
 	}
 	n := 0
 	for i := range vas.Items {
 		va := &vas.Items[i]
-		if va.Spec.NodeName != node || ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != backing.Spec.VolumeName {
+		if va.Spec.NodeName != node || ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != pv {
 			continue
 		}
-		if err := f.Client.Delete(ctx, va); err != nil && !apierrors.IsNotFound(err) {
-			return n, fmt.Errorf("deleting volume attachment %s: %w", va.Name, err)
+		if va.DeletionTimestamp == nil {
+			if err := c.Delete(ctx, va); err != nil && !apierrors.IsNotFound(err) {
+				return n, fmt.Errorf("deleting volume attachment %s: %w", va.Name, err)
+			}
 		}
 		n++
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,6 +229,9 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
 	}
 	vol.AvoidNodes = prev.FencedNodes
+	if err := r.detachFenced(ctx, obs.BackingClaim, append(slices.Clone(prev.FencedNodes), obs.FencedNode)); err != nil {
+		return ctrl.Result{}, err
+	}
 	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev, obs.LeaseExpired); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
@@ -316,6 +320,21 @@ func (r *Reconciler) ensureLease(ctx context.Context, claim *corev1.PersistentVo
 	obs.Lease = &swv1.LeaseStatus{Holder: ptr.Deref(lease.Spec.HolderIdentity, ""), RenewTime: lease.Spec.RenewTime}
 	r.event(claim, corev1.EventTypeWarning, ReasonLeaseRecreated, "Repair", fmt.Sprintf(
 		"the Lease %s/%s of NFS server %s was deleted; recreated it in the server's name so that the server can go on renewing it and is failed over if it stops", lease.Namespace, lease.Name, pod.Name))
+	return nil
+}
+
+// detachFenced keeps the backing disk off every node the volume was fenced off: the Fencer
+// detaches it when it fences, and this catches a fencing cut short (a controller stopped after
+// the release) before a replacement needs the disk.
+func (r *Reconciler) detachFenced(ctx context.Context, backing *corev1.PersistentVolumeClaim, nodes []string) error {
+	if backing == nil || backing.Spec.VolumeName == "" {
+		return nil
+	}
+	for _, node := range nodes {
+		if _, err := fencing.Detach(ctx, r.Client, backing.Spec.VolumeName, node); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

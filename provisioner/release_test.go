@@ -415,3 +415,37 @@ func TestCloneUsesTheSourcesBackingClaim(t *testing.T) {
 		t.Error("backing claim created for an unreachable data source")
 	}
 }
+
+// TestNoAttachmentOnAFencedNode: a fencing cut short after the release leaves the backing disk
+// attached to the dead node; the volume's own reconcile removes that attachment, and only it.
+func TestNoAttachmentOnAFencedNode(t *testing.T) {
+	e := newEnv(t)
+	e.provisionToReady()
+	ctx := context.Background()
+	backing := &corev1.PersistentVolumeClaim{}
+	e.get(backing, sysNS, "sw-"+e.uid)
+	backing.Spec.VolumeName = "disk-1"
+	if err := e.c.Update(ctx, backing); err != nil {
+		t.Fatal(err)
+	}
+	sv := e.sv()
+	sv.Status.FencedNodes = []string{"dead"}
+	if err := e.c.Status().Update(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	va := func(name, node, pv string) *storagev1.VolumeAttachment {
+		return &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: storagev1.VolumeAttachmentSpec{
+			Attacher: "disk.example.com", NodeName: node, Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To(pv)}}}
+	}
+	for _, v := range []*storagev1.VolumeAttachment{va("on-dead", "dead", "disk-1"), va("on-alive", "node-a1", "disk-1"), va("other-disk", "dead", "disk-2")} {
+		if err := e.c.Create(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reconcile()
+	for name, want := range map[string]bool{"on-dead": false, "on-alive": true, "other-disk": true} {
+		if got := e.get(&storagev1.VolumeAttachment{}, "", name); got != want {
+			t.Errorf("attachment %s there: %v, want %v", name, got, want)
+		}
+	}
+}
