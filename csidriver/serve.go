@@ -26,8 +26,8 @@ type Options struct {
 }
 
 // NewOptions returns the defaults.
-func NewOptions() Options {
-	return Options{Endpoint: "unix:///csi/csi.sock", NodeName: os.Getenv("NODE_NAME")}
+func NewOptions() *Options {
+	return &Options{Endpoint: "unix:///csi/csi.sock", NodeName: os.Getenv("NODE_NAME")}
 }
 
 // AddFlags binds the options to fs.
@@ -58,7 +58,7 @@ func socketPath(endpoint string) (string, error) {
 }
 
 // Run serves the identity and node services on opts.Endpoint until ctx ends.
-func Run(ctx context.Context, opts Options) error {
+func Run(ctx context.Context, opts *Options) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("invalid options: %w", err)
 	}

@@ -40,6 +40,7 @@ with fencing and fast failover. Each role below runs as its own process.`,
 		newExtenderCommand(),
 		newControllerCommand(),
 		newNFSServerCommand(),
+		newCSINodeCommand(),
 	)
 	return root
 }
