@@ -74,6 +74,8 @@ func TestConsumersAvoidFencedAndPreferServerZone(t *testing.T) {
 		n++
 		return schedule(t, ctx, c, consumerPod(t, ns, fmt.Sprintf("web-%d", n), claim))
 	}
+	probe := consumerPod(t, ns, "probe", claim)
+	waitExtenderRefuses(t, ctx, probe, "b2")
 	for range 3 {
 		if got := place(); zoneOf(got) != "zone-b" || got == "b2" {
 			t.Errorf("consumer on %s: want zone-b, never the fenced b2", got)
@@ -83,6 +85,7 @@ func TestConsumersAvoidFencedAndPreferServerZone(t *testing.T) {
 	// b1 fenced for every volume (node label): b3 is the only node of the server's zone left.
 	setNodeLabel(t, ctx, c, "b1", swv1.LabelNodeFenced, swv1.FencedTrue)
 	t.Cleanup(func() { setNodeLabel(t, context.Background(), c, "b1", swv1.LabelNodeFenced, "") })
+	waitExtenderRefuses(t, ctx, probe, "b1")
 	for range 2 {
 		if got := place(); got != "b3" {
 			t.Errorf("consumer on %s: want b3 (b1 fenced by label, b2 for the volume)", got)
@@ -95,6 +98,7 @@ func TestConsumersAvoidFencedAndPreferServerZone(t *testing.T) {
 		s.Server.NodeName = "b3"
 		s.LastFailover = &swv1.FailoverStatus{StartTime: metav1.Now(), FromNode: "b3", Reason: "LeaseExpired"}
 	})
+	waitExtenderRefuses(t, ctx, probe, "b3")
 	for range 2 {
 		if got := place(); zoneOf(got) == "zone-b" {
 			t.Errorf("consumer on %s: zone-b is fenced or failing over", got)

@@ -2,9 +2,12 @@ package extender_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	extenderv1 "k8s.io/kube-scheduler/extender/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -275,4 +279,36 @@ func setNodeLabel(t *testing.T, ctx context.Context, c client.Client, node, key,
 	if err := c.Patch(ctx, &n, patch); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitExtenderRefuses waits until the extender's own view (its informer-fed store) has caught
+// up with a change just written: its filter verb, asked directly for pod, refuses node. Without
+// it a pod scheduled right after the write may be judged on the old view.
+func waitExtenderRefuses(t *testing.T, ctx context.Context, pod *corev1.Pod, node string) {
+	t.Helper()
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	body, err := json.Marshal(extenderv1.ExtenderArgs{Pod: pod, NodeNames: &names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 30*time.Second, "the extender refusing "+node, func() error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, extenderURL+extender.DefaultURLPrefix+"/filter", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var res extenderv1.ExtenderFilterResult
+		if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
+			return err
+		}
+		if _, refused := res.FailedNodes[node]; !refused && (res.NodeNames == nil || slices.Contains(*res.NodeNames, node)) {
+			return fmt.Errorf("still accepts %s (error %q)", node, res.Error)
+		}
+		return nil
+	})
 }
