@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
@@ -65,10 +66,7 @@ func TestPlannedRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	s := newStack(t, ctx, "roll")
-	claim := rwxClaim("roll", "shared")
-	if err := s.c.Create(ctx, claim); err != nil {
-		t.Fatal(err)
-	}
+	claim := s.createClaim(t, ctx, rwxClaim("roll", "shared"))
 	key := client.ObjectKeyFromObject(claim)
 	sv := s.waitReady(t, ctx, key)
 	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
@@ -106,10 +104,7 @@ func BenchmarkPlannedRestart(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	s := newStack(b, ctx, "roll-bench")
-	claim := rwxClaim("roll-bench", "shared")
-	if err := s.c.Create(ctx, claim); err != nil {
-		b.Fatal(err)
-	}
+	claim := s.createClaim(b, ctx, rwxClaim("roll-bench", "shared"))
 	key := client.ObjectKeyFromObject(claim)
 	sv := s.waitReady(b, ctx, key)
 	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
@@ -126,4 +121,28 @@ func BenchmarkPlannedRestart(b *testing.B) {
 	sort.Slice(pauses, func(i, j int) bool { return pauses[i] < pauses[j] })
 	b.ReportMetric(pauses[len(pauses)/2].Seconds(), "median-pause-s")
 	b.ReportMetric(pauses[len(pauses)-1].Seconds(), "max-pause-s")
+}
+
+// createClaim creates claim and, when the test ends, deletes it and waits until its volume is
+// released, so that no server of this test is left for the next test's controller and runner.
+func (s *stack) createClaim(t testing.TB, ctx context.Context, claim *corev1.PersistentVolumeClaim) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	if err := s.c.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if err := s.c.Delete(ctx, claim); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting claim: %v", err)
+			return
+		}
+		waitFor(t, ctx, 90*time.Second, "volume released", func() error {
+			sv := &swv1.SharedVolume{}
+			if err := s.c.Get(ctx, client.ObjectKeyFromObject(claim), sv); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("SharedVolume still there (%v)", err)
+			}
+			return nil
+		})
+	})
+	return claim
 }
