@@ -93,6 +93,23 @@ func objectsOf(ctx context.Context, c client.Client, ns string) (map[string][]st
 	return out, nil
 }
 
+// waitReleased waits until nothing the controller made for claims of ns is left.
+func waitReleased(t testing.TB, ctx context.Context, c client.Client, ns string) {
+	t.Helper()
+	waitFor(t, ctx, 90*time.Second, "everything of "+ns+" released", func() error {
+		got, err := objectsOf(ctx, c, ns)
+		if err != nil {
+			return err
+		}
+		for kind, uids := range got {
+			if len(uids) > 0 {
+				return fmt.Errorf("%s left: %v", kind, uids)
+			}
+		}
+		return nil
+	})
+}
+
 func metaItems(l client.ObjectList) ([]metav1.Object, error) {
 	var out []metav1.Object
 	switch l := l.(type) {
@@ -204,18 +221,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, ctx, 90*time.Second, "everything released", func() error {
-				got, err := objectsOf(ctx, c, ns)
-				if err != nil {
-					return err
-				}
-				for kind, uids := range got {
-					if len(uids) > 0 {
-						return fmt.Errorf("%s left: %v", kind, uids)
-					}
-				}
-				return nil
-			})
+			waitReleased(t, ctx, c, ns)
 			if err := c.Get(ctx, client.ObjectKey{Name: provisioner.PVName(uid)}, &corev1.PersistentVolume{}); !apierrors.IsNotFound(err) {
 				t.Errorf("PV of the deleted claim: %v", err)
 			}
@@ -378,18 +384,7 @@ func TestCrashDuringFencing(t *testing.T) {
 			if err := c.Delete(ctx, claim); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, ctx, 90*time.Second, "released", func() error {
-				got, err := objectsOf(ctx, c, ns)
-				if err != nil {
-					return err
-				}
-				for kind, uids := range got {
-					if len(uids) > 0 {
-						return fmt.Errorf("%s left: %v", kind, uids)
-					}
-				}
-				return nil
-			})
+			waitReleased(t, ctx, c, ns)
 		})
 	}
 }
