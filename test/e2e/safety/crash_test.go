@@ -331,7 +331,7 @@ func TestCrashDuringFencing(t *testing.T) {
 				t.Errorf("crash after %s: old pod there %v", step, oldThere)
 			}
 
-			ctl = startController(t, bg, controllerOptions())
+			startController(t, bg, controllerOptions()) // stopped when the test ends
 			// Play the replacement's agent: it takes the released lease once it runs.
 			waitFor(t, ctx, 90*time.Second, "a replacement server off "+old.Spec.NodeName+", holding the lease", func() error {
 				repl := &corev1.Pod{}
