@@ -3,7 +3,6 @@ package provisioner
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -27,6 +26,7 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/fencing"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Event reasons on the claim (and, once the claim is gone, on the PV).
@@ -457,11 +457,7 @@ func ensure[T client.Object](ctx context.Context, r *Reconciler, want, got T, vo
 			return false, nil, fmt.Errorf("creating %s: %w", describe(want), createErr)
 		}
 		// Taken meanwhile, or by an object the cache does not hold: look past the cache.
-		reader := r.Reader
-		if reader == nil {
-			reader = r.Client
-		}
-		if err := reader.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+		if err := r.apiReader().Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
 			return false, nil, fmt.Errorf("getting %s: %w", describe(want), err)
 		}
 	}
@@ -833,10 +829,16 @@ func (r *Reconciler) finish(ctx context.Context, claim *corev1.PersistentVolumeC
 // event records an Event about regarding; a nil claim or PV (a volume whose claim is gone, a
 // PV not made yet) records nothing.
 func (r *Reconciler) event(regarding runtime.Object, typ, reason, action, msg string) {
-	if r.Recorder == nil || regarding == nil || reflect.ValueOf(regarding).IsNil() {
-		return
+	report.Event(r.Recorder, regarding, typ, reason, action, msg)
+}
+
+// apiReader reads past the cache (the client itself when no separate reader is set, as in
+// unit tests).
+func (r *Reconciler) apiReader() client.Reader {
+	if r.Reader != nil {
+		return r.Reader
 	}
-	r.Recorder.Eventf(regarding, nil, typ, reason, action, "%s", msg)
+	return r.Client
 }
 
 func (r *Reconciler) now() time.Time {

@@ -27,12 +27,8 @@ import (
 
 // claimGone tells, reading past the cache, whether the claim key names no longer holds uid.
 func (r *Reconciler) claimGone(ctx context.Context, key types.NamespacedName, uid string) (bool, error) {
-	reader := r.Reader
-	if reader == nil {
-		reader = r.Client
-	}
 	live := &corev1.PersistentVolumeClaim{}
-	if err := reader.Get(ctx, key, live); apierrors.IsNotFound(err) {
+	if err := r.apiReader().Get(ctx, key, live); apierrors.IsNotFound(err) {
 		return true, nil
 	} else if err != nil {
 		return false, fmt.Errorf("confirming claim %s is gone: %w", key, err)
