@@ -58,6 +58,20 @@ func rollOnce(t testing.TB, ctx context.Context, s *stack, h *holder, key client
 	return h.longestPause(start)
 }
 
+// heldVolume is a Ready volume in namespace ns under its own controller and runner, with a
+// holder writing through its Service address.
+func heldVolume(t testing.TB, ctx context.Context, ns string) (*stack, *corev1.PersistentVolumeClaim, *holder) {
+	t.Helper()
+	s := newStack(t, ctx, ns)
+	claim := s.createClaim(t, ctx, rwxClaim(ns, "shared"))
+	sv := s.waitReady(t, ctx, client.ObjectKeyFromObject(claim))
+	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, claim, startHolder(t, ctx, addr)
+}
+
 // TestPlannedRestart changes the servers' arguments (as an upgrade of the server image does):
 // the volume's server is rolled with a clean hand-off on the node its disk is attached to, and an
 // application holding an open file through it sees a pause and no error, its open reclaimed and
@@ -65,15 +79,8 @@ func rollOnce(t testing.TB, ctx context.Context, s *stack, h *holder, key client
 func TestPlannedRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	s := newStack(t, ctx, "roll")
-	claim := s.createClaim(t, ctx, rwxClaim("roll", "shared"))
+	s, claim, h := heldVolume(t, ctx, "roll")
 	key := client.ObjectKeyFromObject(claim)
-	sv := s.waitReady(t, ctx, key)
-	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := startHolder(t, ctx, addr)
 	waitFor(t, ctx, time.Minute, "the held open writing", func() error {
 		if h.acked() < 20 {
 			return fmt.Errorf("%d records", h.acked())
@@ -103,15 +110,8 @@ func TestPlannedRestart(t *testing.T) {
 func BenchmarkPlannedRestart(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	s := newStack(b, ctx, "roll-bench")
-	claim := s.createClaim(b, ctx, rwxClaim("roll-bench", "shared"))
+	s, claim, h := heldVolume(b, ctx, "roll-bench")
 	key := client.ObjectKeyFromObject(claim)
-	sv := s.waitReady(b, ctx, key)
-	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := startHolder(b, ctx, addr)
 	var pauses []time.Duration
 	for n := range b.N * 10 {
 		pauses = append(pauses, rollOnce(b, ctx, s, h, key, string(claim.UID), fmt.Sprintf("--probe-timeout=%ds", 2+n%2)))
