@@ -15,9 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// DriverName is the CSI driver ShareWarden's managed class names.
-const DriverName = "nfs.sharewarden.io"
-
 // Volume context keys: where a volume is served.
 const (
 	// ContextServer is the volume's Service ClusterIP, the address it is mounted from for its

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 func TestMergeMountOptions(t *testing.T) {
@@ -228,7 +230,7 @@ func TestNodeInfoAndIdentity(t *testing.T) {
 	id := &IdentityServer{Version: "1.2.3", Ready: func() bool { return false }}
 	pi, _ := id.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{})
 	pr, _ := id.Probe(ctx, &csi.ProbeRequest{})
-	if pi.Name != DriverName || pi.VendorVersion != "1.2.3" || pr.Ready.GetValue() {
+	if pi.Name != swv1.CSIDriverName || pi.VendorVersion != "1.2.3" || pr.Ready.GetValue() {
 		t.Errorf("plugin info %+v, probe %+v", pi, pr)
 	}
 }

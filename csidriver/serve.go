@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	mount "k8s.io/mount-utils"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 // Options configure the CSI node plugin.
@@ -63,13 +65,19 @@ func Run(ctx context.Context, opts *Options) error {
 		return fmt.Errorf("invalid options: %w", err)
 	}
 	return Serve(ctx, opts.Endpoint,
-		&IdentityServer{Version: opts.Version},
+		&IdentityServer{Version: opts.Version}, nil,
 		&NodeServer{NodeID: opts.NodeName, Mounter: mount.New("")})
 }
 
-// Serve serves the given CSI services on a unix socket endpoint until ctx ends. A stale socket
-// left by an earlier process is replaced.
-func Serve(ctx context.Context, endpoint string, identity csi.IdentityServer, node csi.NodeServer) error {
+// CheckEndpoint checks a unix:// CSI endpoint.
+func CheckEndpoint(endpoint string) error {
+	_, err := socketPath(endpoint)
+	return err
+}
+
+// Serve serves the given CSI services (controller and node may be nil) on a unix socket
+// endpoint until ctx ends. A stale socket left by an earlier process is replaced.
+func Serve(ctx context.Context, endpoint string, identity csi.IdentityServer, controller csi.ControllerServer, node csi.NodeServer) error {
 	path, err := socketPath(endpoint)
 	if err != nil {
 		return err
@@ -95,6 +103,9 @@ func Serve(ctx context.Context, endpoint string, identity csi.IdentityServer, no
 		return resp, err
 	}))
 	csi.RegisterIdentityServer(srv, identity)
+	if controller != nil {
+		csi.RegisterControllerServer(srv, controller)
+	}
 	if node != nil {
 		csi.RegisterNodeServer(srv, node)
 	}
@@ -102,7 +113,7 @@ func Serve(ctx context.Context, endpoint string, identity csi.IdentityServer, no
 		<-ctx.Done()
 		srv.GracefulStop()
 	}()
-	logger.Info("serving CSI", "endpoint", endpoint, "driver", DriverName)
+	logger.Info("serving CSI", "endpoint", endpoint, "driver", swv1.CSIDriverName)
 	if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serving CSI: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -42,7 +44,7 @@ func TestServeOverUnixSocket(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- Serve(ctx, endpoint, &IdentityServer{Version: "v1"}, &NodeServer{NodeID: "node-a", Mounter: fake})
+			done <- Serve(ctx, endpoint, &IdentityServer{Version: "v1"}, nil, &NodeServer{NodeID: "node-a", Mounter: fake})
 		}()
 		conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -50,7 +52,7 @@ func TestServeOverUnixSocket(t *testing.T) {
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 		info, err := csi.NewIdentityClient(conn).GetPluginInfo(cctx, &csi.GetPluginInfoRequest{}, grpc.WaitForReady(true))
-		if err != nil || info.Name != DriverName {
+		if err != nil || info.Name != swv1.CSIDriverName {
 			t.Fatalf("round %d: plugin info %+v, %v", round, info, err)
 		}
 		node := csi.NewNodeClient(conn)

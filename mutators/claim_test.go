@@ -257,13 +257,15 @@ func TestMutateClaim(t *testing.T) {
 		{name: "clone onto a statically provisioned class", claim: claim(on("static"), fromClaim("src")),
 			facts: []func(*mutators.ClaimFacts){withClaims(named("src", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, "static")))},
 			deny:  []string{"no dynamic provisioner", "without a data source"}},
+		// Restores of snapshots: a ShareWarden snapshot stands for a backing snapshot, which the
+		// backing claim restores (the controller reports a snapshot of another driver).
 		{name: "restore from a snapshot", claim: claim(on("fast"), fromRef("snapshot.storage.k8s.io", "VolumeSnapshot", "snap", nil)),
-			deny: []string{"spec.dataSourceRef", "cannot restore a VolumeSnapshot", "restore the snapshot into a ReadWriteOnce claim", "clone an existing ShareWarden ReadWriteMany claim", "CSI driver"}},
+			outcome: mutators.Rewritten, class: managed, backing: "fast"},
 		{name: "restore from a snapshot by dataSource", claim: claim(on("slow"), func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
-		}), deny: []string{"spec.dataSource:", "cannot restore a VolumeSnapshot", "ReadWriteOnce claim"}},
+		}), outcome: mutators.Rewritten, class: managed, backing: "slow"},
 		{name: "restore on the managed class", claim: claim(on(managed), fromRef("snapshot.storage.k8s.io", "VolumeSnapshot", "snap", ptr.To("team-a"))),
-			deny: []string{"cannot restore a VolumeSnapshot"}},
+			outcome: mutators.BackingRecorded, class: managed, backing: "fast"},
 		{name: "cross-namespace snapshot", claim: claim(on("fast"), fromRef("snapshot.storage.k8s.io", "VolumeSnapshot", "s", ptr.To("team-b"))),
 			deny: []string{"spec.dataSourceRef.namespace", "another namespace", "clone a ShareWarden ReadWriteMany claim of this namespace"}},
 		{name: "cross-namespace clone", claim: claim(on("fast"), fromRef("", "PersistentVolumeClaim", "src", ptr.To("team-b"))),

@@ -66,7 +66,8 @@ var (
 // checkDataSource refuses data sources the backing claim cannot reach. The backing claim lives
 // in ShareWarden's namespace, so of the claim's own namespace it can only reach what ShareWarden
 // itself holds: a clone of a ShareWarden claim, made by cloning that claim's backing claim (with
-// the backing class's provisioner, which only clones its own volumes). A VolumeSnapshot or an
+// the backing class's provisioner, which only clones its own volumes), and a restore of a
+// VolumeSnapshot of a ShareWarden claim, which restores the backing snapshot it stands for. An
 // ordinary claim in the user's namespace, a source in another namespace and volume populators
 // are out of its reach.
 func checkDataSource(pvc *corev1.PersistentVolumeClaim, bc *storagev1.StorageClass, f ClaimFacts) field.ErrorList {
@@ -100,10 +101,9 @@ func checkDataSource(pvc *corev1.PersistentVolumeClaim, bc *storagev1.StorageCla
 	case group == "" && kind == "PersistentVolumeClaim":
 		return checkClone(name, path, bc, f)
 	case group == snapshotGroup && kind == "VolumeSnapshot":
-		return field.ErrorList{field.Forbidden(path,
-			"ShareWarden keeps the volume's data on a backing claim in its own namespace, which cannot restore a VolumeSnapshot of this namespace; "+
-				"restore the snapshot into a ReadWriteOnce claim instead, or clone an existing ShareWarden ReadWriteMany claim "+
-				"(snapshots of ShareWarden volumes will come with ShareWarden's CSI driver)")}
+		// A snapshot of a ShareWarden claim stands for a snapshot of its backing claim, which
+		// the backing claim restores; the controller reports any other snapshot on the claim.
+		return nil
 	default:
 		return field.ErrorList{field.Forbidden(path, fmt.Sprintf(
 			"ShareWarden does not pass volume populators (%s) on to the backing claim; create the claim empty and fill the volume after it is bound",

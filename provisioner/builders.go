@@ -41,6 +41,9 @@ type Volume struct {
 	// backing claim (in ShareWarden's namespace, where the backing class's provisioner can
 	// clone it). Nil for an empty volume.
 	DataSource *corev1.TypedLocalObjectReference
+	// CSI: the managed class names ShareWarden's CSI driver, so external-provisioner makes the
+	// PV (through CreateVolume) and external-resizer resizes it.
+	CSI bool
 	// class is the managed class as seen (or last seen) for this pass.
 	class *swv1.ClassSnapshot
 	// ServiceIP pins the Service's ClusterIP: once a PV names an address, every mount uses it,

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"time"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/kubeclient"
 )
@@ -74,6 +77,9 @@ type Options struct {
 	LeaderElect           bool
 	MetricsAddr           string
 	HealthAddr            string
+	// CSIEndpoint, when set, serves the CSI identity and controller services there, for the
+	// sidecars (external-provisioner, -resizer, csi-snapshotter) in the controller's pod.
+	CSIEndpoint string
 	// OnStep, not a flag, is called after each provisioning or release step's write: for
 	// programs embedding the controller (the crash-at-every-step tests stop it there).
 	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
@@ -119,6 +125,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
+	fs.StringVar(&o.CSIEndpoint, "csi-endpoint", o.CSIEndpoint, "serve the CSI controller service of "+swv1.CSIDriverName+" on this unix:///path socket (empty: off)")
 }
 
 // Validate reports every bad option.
@@ -144,6 +151,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers %d: want at least 1", o.Workers))
+	}
+	if o.CSIEndpoint != "" {
+		errs = append(errs, csidriver.CheckEndpoint(o.CSIEndpoint))
 	}
 	if len(o.ExportPath) == 0 || o.ExportPath[0] != '/' {
 		errs = append(errs, fmt.Errorf("--export-path %q: want an absolute path", o.ExportPath))
@@ -175,6 +185,9 @@ func Scheme() (*runtime.Scheme, error) {
 	}
 	if err := swv1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("registering ShareWarden types: %w", err)
+	}
+	if err := snapshotv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("registering VolumeSnapshot types: %w", err)
 	}
 	return s, nil
 }
@@ -223,6 +236,11 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
 		return err
+	}
+	if opts.CSIEndpoint != "" {
+		if err := r.ServeCSI(ctx, mgr, opts.CSIEndpoint); err != nil {
+			return err
+		}
 	}
 	err = fencing.SetupWithManager(ctx, mgr, fencing.SetupOptions{
 		Fencer:  fencing.FencerConfig{Margin: opts.FenceMargin},

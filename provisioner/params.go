@@ -140,16 +140,21 @@ func ParseClassParams(sc *storagev1.StorageClass) (ClassParams, error) {
 
 // SnapshotClass records what of the managed class a volume needs to go on without it.
 func SnapshotClass(sc *storagev1.StorageClass) *swv1.ClassSnapshot {
-	snap := &swv1.ClassSnapshot{Name: sc.Name, Parameters: sc.Parameters, MountOptions: sc.MountOptions}
+	snap := &swv1.ClassSnapshot{Name: sc.Name, Provisioner: sc.Provisioner, Parameters: sc.Parameters, MountOptions: sc.MountOptions}
 	if sc.ReclaimPolicy != nil {
 		snap.ReclaimPolicy = string(*sc.ReclaimPolicy)
 	}
 	return snap
 }
 
-// ClassFromSnapshot rebuilds the class a snapshot was taken of, for ParseClassParams.
+// ClassFromSnapshot rebuilds the class a snapshot was taken of, for ParseClassParams. Snapshots
+// taken before they recorded the provisioner are of legacy classes.
 func ClassFromSnapshot(snap *swv1.ClassSnapshot) *storagev1.StorageClass {
-	sc := &storagev1.StorageClass{Provisioner: swv1.Provisioner, Parameters: snap.Parameters, MountOptions: snap.MountOptions}
+	provisioner := snap.Provisioner
+	if provisioner == "" {
+		provisioner = swv1.Provisioner
+	}
+	sc := &storagev1.StorageClass{Provisioner: provisioner, Parameters: snap.Parameters, MountOptions: snap.MountOptions}
 	sc.Name = snap.Name
 	if snap.ReclaimPolicy != "" {
 		p := corev1.PersistentVolumeReclaimPolicy(snap.ReclaimPolicy)

@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +25,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/report"
 )
@@ -55,6 +59,7 @@ const (
 	ReasonViewRecreated       = "SharedVolumeRecreated"
 	ReasonDeleted             = "VolumeDeleted"
 	ReasonRetained            = "VolumeRetained"
+	ReasonCannotSnapshot      = "CannotSnapshot"
 	ReasonServerRolling       = "ServerRolling"
 	ReasonServerRolled        = "ServerRolled"
 )
@@ -165,7 +170,7 @@ func (r *Reconciler) isManaged(ctx context.Context, claim *corev1.PersistentVolu
 	} else if err != nil {
 		return false, fmt.Errorf("getting class %s: %w", name, err)
 	}
-	return sc.Provisioner == swv1.Provisioner, nil
+	return swv1.IsManagedProvisioner(sc.Provisioner), nil
 }
 
 func (r *Reconciler) step(ctx context.Context, s Step, claim types.NamespacedName) {
@@ -211,8 +216,8 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if obs.PV, obs.Problem, err = r.observePV(ctx, vol); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
-	if obs.PV != nil && obs.PV.Spec.NFS != nil {
-		vol.ServiceIP = obs.PV.Spec.NFS.Server
+	if obs.PV != nil {
+		vol.ServiceIP = pvServer(obs.PV)
 	}
 	if obs.BackingClaim, obs.Problem, err = r.ensureBackingClaim(ctx, claim, vol, &obs); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
@@ -238,15 +243,20 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if err := r.ensureLease(ctx, claim, vol, prev, &obs); err != nil {
 		return ctrl.Result{}, err
 	}
-	if obs.PV == nil {
+	// A CSI volume's PV is external-provisioner's, made once CreateVolume saw the server Ready,
+	// and external-resizer resizes it; a legacy volume's in-tree PV is the controller's.
+	switch {
+	case obs.PV == nil && !vol.CSI:
 		if obs.PV, obs.Problem, err = r.createPV(ctx, claim, vol, obs); err != nil || obs.Problem != nil {
 			return r.blocked(ctx, claim, sv, obs, prev, err)
 		}
-	} else if err := r.resizePV(ctx, obs.PV, backingCapacity(obs.BackingClaim, vol.requestedSize())); err != nil {
-		return ctrl.Result{}, err
+	case obs.PV != nil && obs.PV.Spec.CSI == nil:
+		if err := r.resizePV(ctx, obs.PV, backingCapacity(obs.BackingClaim, vol.requestedSize())); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	obs.ClaimBound = obs.PV != nil && claim.Status.Phase == corev1.ClaimBound && claim.Spec.VolumeName == obs.PV.Name
-	if obs.ClaimBound && obs.PV != nil {
+	if obs.ClaimBound && obs.PV != nil && obs.PV.Spec.CSI == nil {
 		if err := r.syncClaimCapacity(ctx, claim, obs.PV); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -367,6 +377,7 @@ func (r *Reconciler) resolve(ctx context.Context, claim *corev1.PersistentVolume
 		return vol, nil, nil, fmt.Errorf("getting class %s: %w", name, err)
 	}
 	vol.class = SnapshotClass(managed)
+	vol.CSI = managed.Provisioner == swv1.CSIDriverName
 	params, err := ParseClassParams(managed)
 	vol.Params = params
 	if err != nil {
@@ -392,7 +403,8 @@ func (r *Reconciler) resolve(ctx context.Context, claim *corev1.PersistentVolume
 }
 
 // backingDataSource maps the RWX claim's data source onto the backing claim's: a clone of
-// another ShareWarden claim becomes a clone of that claim's backing claim. Anything else cannot
+// another ShareWarden claim becomes a clone of that claim's backing claim, a restore of a
+// ShareWarden VolumeSnapshot a restore of the backing snapshot it stands for. Anything else cannot
 // be reached from ShareWarden's namespace (the webhook refuses it; this covers claims written
 // while it was bypassed).
 func (r *Reconciler) backingDataSource(ctx context.Context, claim *corev1.PersistentVolumeClaim, backingClass string) (*corev1.TypedLocalObjectReference, *Problem, error) {
@@ -409,9 +421,12 @@ func (r *Reconciler) backingDataSource(ctx context.Context, claim *corev1.Persis
 	default:
 		return nil, nil, nil
 	}
+	if group == snapshotv1.GroupName && kind == "VolumeSnapshot" {
+		return r.snapshotDataSource(ctx, claim.Namespace, name, backingClass)
+	}
 	if group != "" || kind != "PersistentVolumeClaim" {
 		return nil, &Problem{Reason: ReasonBadDataSource, Fatal: true, Message: fmt.Sprintf(
-			"data source %s %s cannot be reached from ShareWarden's namespace, where the backing claim lives; clone a ShareWarden ReadWriteMany claim instead, or create the claim empty", kind, name)}, nil
+			"data source %s %s cannot be reached from ShareWarden's namespace, where the backing claim lives; clone a ShareWarden ReadWriteMany claim or restore a snapshot of one instead, or create the claim empty", kind, name)}, nil
 	}
 	src := &corev1.PersistentVolumeClaim{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: claim.Namespace, Name: name}, src); apierrors.IsNotFound(err) {
@@ -663,18 +678,56 @@ func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentV
 	return got, nil, nil
 }
 
-// observePV reads the volume's NFS PV, if it exists yet.
+// observePV reads the volume's PV, if it exists yet. The cache holds only PVs with the
+// controller's labels: a CSI volume's PV, made by external-provisioner, is read from the
+// apiserver once its claim names it, and labelled, so that it is cached and watched from then on.
 func (r *Reconciler) observePV(ctx context.Context, vol Volume) (*corev1.PersistentVolume, *Problem, error) {
 	got := &corev1.PersistentVolume{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: PVName(vol.uid())}, got); apierrors.IsNotFound(err) {
+	key := types.NamespacedName{Name: PVName(vol.uid())}
+	err := r.Client.Get(ctx, key, got)
+	if apierrors.IsNotFound(err) && vol.Claim.Spec.VolumeName == key.Name {
+		err = r.apiReader().Get(ctx, key, got)
+	}
+	if apierrors.IsNotFound(err) {
 		return nil, nil, nil
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("getting PV: %w", err)
+	}
+	if isVolumePV(got, vol.uid()) {
+		if got.Labels[swv1.LabelClaimUID] != vol.uid() {
+			patch := client.MergeFrom(got.DeepCopy())
+			if got.Labels == nil {
+				got.Labels = map[string]string{}
+			}
+			maps.Copy(got.Labels, vol.Labels())
+			if err := r.Client.Patch(ctx, got, patch); err != nil {
+				return nil, nil, fmt.Errorf("labelling PV %s: %w", got.Name, err)
+			}
+		}
+		return got, nil, nil
 	}
 	if p := r.checkOurs(got, vol); p != nil {
 		return nil, p, nil
 	}
 	return got, nil, nil
+}
+
+// isVolumePV tells whether pv is the CSI PV external-provisioner made for the claim with this
+// UID: ShareWarden's driver, and the volume handle CreateVolume returned. (The controller's own
+// in-tree PVs carry its labels instead.)
+func isVolumePV(pv *corev1.PersistentVolume, uid string) bool {
+	return pv.Spec.CSI != nil && pv.Spec.CSI.Driver == swv1.CSIDriverName && pv.Spec.CSI.VolumeHandle == PVName(uid)
+}
+
+// pvServer is the address a volume's PV tells clients to mount: the Service IP it must keep.
+func pvServer(pv *corev1.PersistentVolume) string {
+	switch {
+	case pv.Spec.NFS != nil:
+		return pv.Spec.NFS.Server
+	case pv.Spec.CSI != nil:
+		return pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer]
+	}
+	return ""
 }
 
 // createPV creates the NFS PV once the server has been Ready, so that a Bound claim means a

@@ -2,6 +2,7 @@ package provisioner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,13 +99,14 @@ func (r *Reconciler) release(ctx context.Context, key types.NamespacedName, uid 
 		}
 		r.step(ctx, StepReleaseBegin, key)
 	}
+	// The PV is read from the apiserver: a CSI PV not yet labelled is not in the cache.
 	pv := &corev1.PersistentVolume{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: PVName(uid)}, pv); apierrors.IsNotFound(err) {
+	if err := r.apiReader().Get(ctx, types.NamespacedName{Name: PVName(uid)}, pv); apierrors.IsNotFound(err) {
 		pv = nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("getting PV: %w", err)
-	} else if pv.Labels[swv1.LabelClaimUID] != uid {
-		pv = nil // not ours: never touch it
+	} else if pv.Labels[swv1.LabelClaimUID] != uid && !isVolumePV(pv, uid) {
+		pv = nil // not this volume's: never touch it
 	}
 	backing := &corev1.PersistentVolumeClaim{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, backing); apierrors.IsNotFound(err) {
@@ -155,10 +157,12 @@ func (r *Reconciler) release(ctx context.Context, key types.NamespacedName, uid 
 		r.event(regarding, corev1.EventTypeNormal, ReasonRetained, "Delete", fmt.Sprintf(
 			"reclaim policy %s: backing claim %s/%s keeps the data and the PV is kept; the NFS server was stopped", policy, ns, name))
 	} else {
-		for _, obj := range []client.Object{
-			&corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: PVName(uid)}},
-			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
-		} {
+		// A CSI PV is external-provisioner's: it deletes it once DeleteVolume saw this done.
+		objs := []client.Object{&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
+		if pv == nil || !isVolumePV(pv, uid) {
+			objs = append(objs, &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: PVName(uid)}})
+		}
+		for _, obj := range objs {
 			if _, err := r.deleteOurs(ctx, obj, uid); err != nil {
 				return ctrl.Result{}, err
 			}
@@ -247,4 +251,44 @@ func (r *Reconciler) unprotect(ctx context.Context, obj client.Object) error {
 		return fmt.Errorf("lifting the protection of %s: %w", describe(obj), err)
 	}
 	return nil
+}
+
+// ErrClaimExists says a volume's claim is still there, so its data must not be released.
+var ErrClaimExists = errors.New("the volume's claim still exists")
+
+// ReleaseVolume releases the volume of the claim with this UID now, if the apiserver confirms
+// the claim is gone: the CSI DeleteVolume's path, run alongside the reconcile's own (both are
+// idempotent). It tells whether the release is done: the server is gone and the backing claim
+// deleted or, as the reclaim policy says, retained.
+func (r *Reconciler) ReleaseVolume(ctx context.Context, uid string) (bool, error) {
+	backing := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Config.Namespace, Name: swv1.ObjectName(uid)}, backing); apierrors.IsNotFound(err) {
+		return true, nil // nothing holds data any more
+	} else if err != nil {
+		return false, fmt.Errorf("getting backing claim: %w", err)
+	}
+	key, ok := claimKeyFromLabels(backing)
+	if !ok || backing.Labels[swv1.LabelClaimUID] != uid {
+		return false, fmt.Errorf("backing claim %s/%s does not carry the labels of the volume it serves", backing.Namespace, backing.Name)
+	}
+	gone, err := r.claimGone(ctx, key, uid)
+	if err != nil {
+		return false, err
+	}
+	if !gone {
+		return false, fmt.Errorf("%w: %s (delete the claim to delete the volume)", ErrClaimExists, key)
+	}
+	sv := &swv1.SharedVolume{}
+	if err := r.Client.Get(ctx, key, sv); apierrors.IsNotFound(err) {
+		sv = nil
+	} else if err != nil {
+		return false, fmt.Errorf("getting SharedVolume: %w", err)
+	} else if sv.Spec.ClaimUID != uid {
+		sv = nil
+	}
+	res, err := r.release(ctx, key, uid, sv)
+	if err != nil {
+		return false, err
+	}
+	return res.IsZero(), nil
 }

@@ -254,8 +254,9 @@ const rwxClaimFrom = `{"apiVersion":"v1","kind":"PersistentVolumeClaim",
   "metadata":{"name":"copy","namespace":"team-a"},
   "spec":{"accessModes":["ReadWriteMany"],"storageClassName":"fast","resources":{"requests":{"storage":"1Gi"}},%s}}`
 
-// Clones and restores, as raw JSON: a clone of a ShareWarden claim is rewritten with its data
-// source intact (the provisioner clones the source's backing claim); anything the backing claim
+// Clones and restores, as raw JSON: a clone of a ShareWarden claim or a restore of a snapshot is
+// rewritten with its data source intact (the provisioner clones the source's backing claim, or
+// restores the backing snapshot the snapshot stands for); anything the backing claim
 // cannot reach from ShareWarden's namespace is refused with what works instead.
 func TestClaimDataSources(t *testing.T) {
 	cases := []struct {
@@ -270,8 +271,7 @@ func TestClaimDataSources(t *testing.T) {
 			message: []string{"spec.dataSource", `claim \"own\" is not a ShareWarden volume`, "clone a ShareWarden ReadWriteMany claim"}},
 		{name: "clone of a missing claim", source: `"dataSource":{"kind":"PersistentVolumeClaim","name":"gone"}`,
 			message: []string{"spec.dataSource.name", "does not exist"}},
-		{name: "snapshot restore", source: `"dataSource":{"apiGroup":"snapshot.storage.k8s.io","kind":"VolumeSnapshot","name":"snap"}`,
-			message: []string{"spec.dataSource", "cannot restore a VolumeSnapshot", "restore the snapshot into a ReadWriteOnce claim", "clone an existing ShareWarden ReadWriteMany claim"}},
+		{name: "snapshot restore", source: `"dataSource":{"apiGroup":"snapshot.storage.k8s.io","kind":"VolumeSnapshot","name":"snap"}`, allowed: true},
 		{name: "cross-namespace clone", source: `"dataSourceRef":{"kind":"PersistentVolumeClaim","name":"shared","namespace":"team-b"}`,
 			message: []string{"spec.dataSourceRef.namespace", "another namespace"}},
 		{name: "populator", source: `"dataSourceRef":{"apiGroup":"populator.example.com","kind":"Seed","name":"s"}`,

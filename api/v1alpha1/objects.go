@@ -17,8 +17,23 @@ const (
 	ManagedByController = "sharewarden-controller"
 )
 
-// Provisioner is the provisioner name of the managed StorageClass.
+// Provisioner is the provisioner name of a legacy managed StorageClass: ShareWarden binds its
+// claims to in-tree NFS PVs itself. Volumes made so keep working as they are.
 const Provisioner = GroupName + "/nfs"
+
+// CSIDriverName is ShareWarden's CSI driver, the provisioner of the managed StorageClass:
+// external-provisioner, external-resizer and csi-snapshotter call its controller service, and
+// kubelet its node service, so that volumes get snapshots, clones, fsGroup and mount options.
+const CSIDriverName = "nfs." + GroupName
+
+// ParameterSnapshotClass, a parameter of the managed StorageClass or of a VolumeSnapshotClass of
+// CSIDriverName, names the backing driver's VolumeSnapshotClass that snapshots the backing
+// claims. Without it, the backing driver's default VolumeSnapshotClass is used.
+const ParameterSnapshotClass = "snapshotClass"
+
+// IsManagedProvisioner tells whether a StorageClass's provisioner is ShareWarden's (CSI or
+// legacy).
+func IsManagedProvisioner(p string) bool { return p == CSIDriverName || p == Provisioner }
 
 // Finalizer keeps a SharedVolume until the controller has removed or retained its objects.
 const Finalizer = GroupName + "/cleanup"

@@ -80,6 +80,9 @@ const (
 type ClassSnapshot struct {
 	// Name of the class.
 	Name string `json:"name"`
+	// Provisioner is the class's provisioner: CSIDriverName, or the legacy in-tree Provisioner.
+	// +optional
+	Provisioner string `json:"provisioner,omitempty"`
 	// Parameters of the class.
 	// +optional
 	Parameters map[string]string `json:"parameters,omitempty"`

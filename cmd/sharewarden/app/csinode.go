@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/csidriver"
 )
 
@@ -16,7 +17,7 @@ func newCSINodeCommandWith(run func(context.Context, *csidriver.Options) error) 
 	opts := csidriver.NewOptions()
 	cmd := &cobra.Command{
 		Use:   "csi-node",
-		Short: "CSI node plugin (" + csidriver.DriverName + "): mounts a volume's export for kubelet",
+		Short: "CSI node plugin (" + swv1.CSIDriverName + "): mounts a volume's export for kubelet",
 		Long: `Serves the CSI identity and node services on a unix socket (--endpoint): NodePublishVolume
 mounts the volume's Service IP export over NFSv4.2 (4.1 fallback) with the class's mount options
 merged over safe defaults and checked, so a typo is an InvalidArgument error on the pod's events

@@ -187,9 +187,9 @@ func TestClones(t *testing.T) {
 	}{
 		{claim("copy-rwo", on(fast), cloneOf("rwo")),
 			[]string{"spec.dataSource", `claim "rwo" is not a ShareWarden volume`, "clone a ShareWarden ReadWriteMany claim", "copy the data in"}},
-		{claim("restore", on(fast), func(c *corev1.PersistentVolumeClaim) {
-			c.Spec.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap"}
-		}), []string{"spec.dataSourceRef", "cannot restore a VolumeSnapshot", "restore the snapshot into a ReadWriteOnce claim", "clone an existing ShareWarden ReadWriteMany claim"}},
+		{claim("from-other-namespace", on(fast), func(c *corev1.PersistentVolumeClaim) {
+			c.Spec.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap", Namespace: ptr.To("elsewhere")}
+		}), []string{"spec.dataSourceRef.namespace", "another namespace"}},
 	}
 	for _, tc := range cases {
 		_, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{})
