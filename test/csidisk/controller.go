@@ -97,9 +97,11 @@ func (c *Controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 func (c *Controller) createVolume(ctx context.Context, st *state, id string, p create) (*volume, error) {
 	v := &volume{ID: id, Name: p.name, SourceSnapshot: p.sourceSnapshot, SourceVolume: p.sourceVolume}
 	image := c.store.volumeImage(id)
-	// A leftover of an attempt that crashed before recording the volume.
-	if err := os.Remove(image); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("removing a stale image: %w", err)
+	// Leftovers of an attempt that crashed before recording the volume.
+	for _, f := range []string{image, image + ".tmp"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("removing a stale image: %w", err)
+		}
 	}
 	var src string // image to copy, "" for a new filesystem
 	var srcSize int64
@@ -151,10 +153,10 @@ func (c *Controller) createVolume(ctx context.Context, st *state, id string, p c
 	return v, nil
 }
 
-// withFrozen runs do (a copy of v's image) with v's filesystem frozen if it is mounted read-write (see freeze), so
-// the image copied is consistent.
+// withFrozen runs do (a copy of v's image) with v's filesystem frozen if it is mounted
+// read-write (see freeze), so that the image copied is consistent.
 func withFrozen(v *volume, do func() error) error {
-	if v.Staged == nil || v.Staged.ReadOnly {
+	if v.Staged == nil || v.Staged.ReadOnly || !loopdisk.Mounted(v.Staged.Path) {
 		return do()
 	}
 	thaw, err := freeze(v.Staged.Path)

@@ -113,7 +113,7 @@ func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequ
 		if err != nil {
 			return fmt.Errorf("staging volume %s: %w", v.ID, err)
 		}
-		v.Staged = &staging{Node: n.nodeID, Path: p.path, Device: d.Device, ReadOnly: v.AttachedReadOnly, MountFlags: p.mountFlags}
+		v.Staged = &staging{Node: n.nodeID, Path: p.path, Device: d.Device, ReadOnly: v.AttachedReadOnly}
 		v.LastDevice = d.Device
 		return nil
 	})

@@ -53,9 +53,6 @@ type staging struct {
 	Path     string `json:"path"`
 	Device   string `json:"device"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
-	// FsType and MountFlags are those the volume was staged with, for NodeStage idempotency.
-	FsType     string   `json:"fsType,omitempty"`
-	MountFlags []string `json:"mountFlags,omitempty"`
 }
 
 type target struct {
