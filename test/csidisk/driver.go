@@ -15,7 +15,10 @@
 // Everything the driver knows is on disk in Config.Dir (state.json beside the images, changed
 // under a flock), so one process can run the controller and one node service per node, each
 // on its own socket (see Listen and Serve), and a restarted process carries on. Needs root,
-// losetup, mkfs.ext4, resize2fs and mount.
+// losetup, mkfs.ext4, e2fsck, resize2fs and mount. Online expansion also needs
+// CAP_SYS_RESOURCE (the kernel's rule for resizing a mounted ext4); without it
+// NodeExpandVolume fails with FailedPrecondition and the filesystem grows at the next
+// NodeStageVolume instead.
 package csidisk
 
 import (

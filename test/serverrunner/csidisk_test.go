@@ -104,7 +104,7 @@ func TestCSIDiskMove(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the csidisk driver attaches loop devices and mounts them")
 	}
-	for _, tool := range []string{"losetup", "mkfs.ext4", "resize2fs", "mount"} {
+	for _, tool := range []string{"losetup", "mkfs.ext4", "e2fsck", "resize2fs", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s: %v", tool, err)
 		}
