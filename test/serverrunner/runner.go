@@ -5,6 +5,10 @@
 //     device and mounted for the server on its node, and detached when the server stops; a
 //     server that moves gets the same filesystem on another loop device (another device
 //     number), as a cloud disk does on another node, so file-handle identity is really tested;
+//   - a csidisk volume (a PV of the test/csidisk driver, provisioned and attached through the
+//     real sidecars) is staged and published through that driver's node service of the pod's
+//     node, as a kubelet does, once the external-attacher attached it there, and unpublished
+//     and unstaged when the server stops;
 //   - a local disk is a directory (it never moves).
 //
 // Each PV keeps its image or directory, so a restarted server finds its data. kwok still owns
@@ -26,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -56,6 +61,10 @@ type Config struct {
 	Kubeconfig string
 	// Logf, when set, receives one line per server started or stopped.
 	Logf func(format string, args ...any)
+	// CSIDisk returns a client of the csidisk node service of a node (nil if it has none).
+	// Backing PVs of that driver (csidisk.DriverName) are staged and published through it, as
+	// by a kubelet; other CSI PVs stay static network disks this runner attaches itself.
+	CSIDisk func(node string) csi.NodeClient
 }
 
 // Endpoint is where a server pod's agent serves NFS.
@@ -84,8 +93,18 @@ type server struct {
 	done chan struct{}
 	// disk is the network disk attached for this server (nil for a local disk); it is detached
 	// once the agent has exited.
-	disk *loopdisk.Disk
+	disk *netDisk
 	pv   string
+}
+
+// netDisk is a network disk mounted for a server: a static one this runner attached, or a
+// csidisk volume its node service staged.
+type netDisk struct {
+	// device is its loop device and dev the st_dev of its mounted filesystem.
+	device string
+	dev    uint64
+	// release unmounts and detaches it (or unpublishes and unstages it).
+	release func(context.Context) error
 }
 
 // diskSize is the size of a network disk's (sparse) image.
@@ -388,13 +407,19 @@ func (r *Runner) backingPV(ctx context.Context, p *corev1.Pod) (*corev1.Persiste
 	return nil, fmt.Errorf("pod mounts no claim")
 }
 
-// mountVolume lays out the backing volume for a server on node: a local disk's directory, or a
-// network disk's image attached and mounted there (after the server that had it let go).
-func (r *Runner) mountVolume(ctx context.Context, pv *corev1.PersistentVolume, node string) (string, *loopdisk.Disk, error) {
+// mountVolume lays out the backing volume for a server pod on its node: a local disk's
+// directory, or a network disk mounted there (after the server that had it let go): a csidisk
+// volume through the driver's node service, or a static one's image attached here.
+func (r *Runner) mountVolume(ctx context.Context, pv *corev1.PersistentVolume, p *corev1.Pod) (string, *netDisk, error) {
+	node := p.Spec.NodeName
 	disks := filepath.Join(r.cfg.WorkDir, "disks")
 	if pv.Spec.CSI == nil {
 		dir := filepath.Join(disks, pv.Name)
 		return dir, nil, os.MkdirAll(dir, 0o755)
+	}
+	r.waitReleased(pv.Name)
+	if isCSIDisk(pv) {
+		return r.mountCSIDisk(ctx, pv, p, node)
 	}
 	if err := os.MkdirAll(disks, 0o755); err != nil {
 		return "", nil, fmt.Errorf("disks dir: %w", err)
@@ -409,19 +434,6 @@ func (r *Runner) mountVolume(ctx context.Context, pv *corev1.PersistentVolume, n
 		return "", nil, fmt.Errorf("disk image: %w", err)
 	}
 	r.mu.Lock()
-	prev := r.attached[pv.Name]
-	r.mu.Unlock()
-	if prev != nil {
-		select {
-		case <-prev.done:
-		case <-time.After(detachTimeout):
-			r.cfg.Logf("disk %s: still attached for a server on %s after %s: force-detaching (killing that server)", pv.Name, prev.ep.Node, detachTimeout)
-			_ = syscall.Kill(-prev.cmd.Process.Pid, syscall.SIGKILL)
-			<-prev.done
-		}
-		r.releaseDisk(prev)
-	}
-	r.mu.Lock()
 	last := r.lastDevice[pv.Name]
 	r.mu.Unlock()
 	// Never the device it had on the node it left: a move changes the device number.
@@ -432,7 +444,27 @@ func (r *Runner) mountVolume(ctx context.Context, pv *corev1.PersistentVolume, n
 	r.mu.Lock()
 	r.lastDevice[pv.Name] = d.Device
 	r.mu.Unlock()
-	return d.MountPoint, d, nil
+	return d.MountPoint, &netDisk{device: d.Device, dev: d.Rdev, release: d.Detach}, nil
+}
+
+// waitReleased waits for the server that has the network disk pv to exit, and releases the
+// disk; a server that has not exited after detachTimeout is killed, as a cloud force-detach
+// takes the disk from a dead node.
+func (r *Runner) waitReleased(pv string) {
+	r.mu.Lock()
+	prev := r.attached[pv]
+	r.mu.Unlock()
+	if prev == nil {
+		return
+	}
+	select {
+	case <-prev.done:
+	case <-time.After(detachTimeout):
+		r.cfg.Logf("disk %s: still attached for a server on %s after %s: force-detaching (killing that server)", pv, prev.ep.Node, detachTimeout)
+		_ = syscall.Kill(-prev.cmd.Process.Pid, syscall.SIGKILL)
+		<-prev.done
+	}
+	r.releaseDisk(prev)
 }
 
 // releaseDisk detaches s's network disk, once its agent has exited.
@@ -444,7 +476,7 @@ func (r *Runner) releaseDisk(s *server) {
 	}
 	delete(r.attached, s.pv)
 	r.mu.Unlock()
-	if err := s.disk.Detach(context.Background()); err != nil {
+	if err := s.disk.release(context.Background()); err != nil {
 		r.cfg.Logf("disk %s: %v", s.pv, err)
 		return
 	}
@@ -456,13 +488,13 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	if err != nil {
 		return err
 	}
-	data, disk, err := r.mountVolume(ctx, pv, p.Spec.NodeName)
+	data, disk, err := r.mountVolume(ctx, pv, p)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err != nil && disk != nil {
-			if derr := disk.Detach(context.Background()); derr != nil {
+			if derr := disk.release(context.Background()); derr != nil {
 				r.cfg.Logf("disk %s: %v", pv.Name, derr)
 			}
 		}
@@ -525,7 +557,7 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	s := &server{ep: Endpoint{Host: host, Port: nfsPort, Node: p.Spec.NodeName, DataDir: data}, cmd: cmd, done: make(chan struct{}),
 		disk: disk, pv: pv.Name}
 	if disk != nil {
-		s.ep.Device, s.ep.Dev = disk.Device, disk.Rdev
+		s.ep.Device, s.ep.Dev = disk.device, disk.dev
 	}
 	r.mu.Lock()
 	r.servers[p.UID] = s
@@ -535,7 +567,7 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	r.names[p.Name] = p.UID
 	r.mu.Unlock()
 	if disk != nil {
-		r.cfg.Logf("disk %s: attached on %s as %s (st_dev %d), mounted at %s", pv.Name, p.Spec.NodeName, disk.Device, disk.Rdev, data)
+		r.cfg.Logf("disk %s: attached on %s as %s (st_dev %d), mounted at %s", pv.Name, p.Spec.NodeName, disk.device, disk.dev, data)
 	}
 	r.cfg.Logf("server %s on %s: agent serving %s:%d, data %s", p.Name, p.Spec.NodeName, host, nfsPort, data)
 	r.wg.Add(1)
