@@ -18,9 +18,36 @@ Conflicting options the schema cannot see. Each fails the install with what is w
 {{- if and $v.storageClass.backingStorageClass (eq $v.storageClass.backingStorageClass $v.storageClass.name) -}}
 {{- fail (printf "storageClass.backingStorageClass is %q, the managed class itself: name a ReadWriteOnce class to back the volumes" $v.storageClass.name) -}}
 {{- end -}}
-{{- range $c := list "controller" "webhook" "extender" "scheduler" -}}
+{{- $provisioner := include "sharewarden.classProvisioner" . -}}
+{{- if and $v.storageClass.create (eq $provisioner (include "sharewarden.csiDriverName" .)) (not $v.csi.enabled) -}}
+{{- if eq $v.storageClass.provisioner "csi" -}}
+{{- fail "storageClass.provisioner is csi but csi.enabled is false: nothing would provision the managed class's claims; set storageClass.provisioner=legacy or csi.enabled=true" -}}
+{{- else -}}
+{{- fail (printf "csi.enabled is false but StorageClass %s exists with the CSI provisioner %s (a class's provisioner cannot change): its volumes need the CSI driver; keep csi.enabled=true" $v.storageClass.name $provisioner) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.storageClass.create $v.storageClass.snapshotClass (ne $provisioner (include "sharewarden.csiDriverName" .)) -}}
+{{- fail (printf "storageClass.snapshotClass is %q but the managed class's provisioner is the legacy %s, which takes no snapshots: clear storageClass.snapshotClass, or use the CSI class (docs/chart.md, Upgrading from the legacy provisioner)" $v.storageClass.snapshotClass $provisioner) -}}
+{{- end -}}
+{{- if $v.csi.enabled -}}
+{{- $ports := dict (toString $v.controller.metricsPort) "controller.metricsPort" -}}
+{{- $_ := set $ports (toString $v.controller.healthPort) "controller.healthPort" -}}
+{{- $sidecars := list "provisioner" "resizer" -}}
+{{- if $v.csi.snapshots.enabled }}{{ $sidecars = append $sidecars "snapshotter" }}{{ end -}}
+{{- range $s := $sidecars -}}
+{{- $port := toString (index $v.csi.controller $s).httpPort -}}
+{{- if hasKey $ports $port -}}
+{{- fail (printf "csi.controller.%s.httpPort is %s, as %s: the controller's containers share one network namespace; pick another port" $s $port (get $ports $port)) -}}
+{{- end -}}
+{{- $_ := set $ports $port (printf "csi.controller.%s.httpPort" $s) -}}
+{{- end -}}
+{{- if and $v.csi.node.livenessProbe.enabled (eq (int $v.csi.node.livenessProbe.port) (int $v.csi.node.registrar.healthPort)) -}}
+{{- fail (printf "csi.node.livenessProbe.port and csi.node.registrar.healthPort are both %d: the node plugin pods use the host's network; pick two ports" (int $v.csi.node.registrar.healthPort)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $c := list "controller" "webhook" "extender" "scheduler" "snapshotController" -}}
 {{- $cv := index $v $c -}}
-{{- $on := or (eq $c "controller") (eq $c "webhook") (and (eq $c "extender") $v.extender.enabled) (and (eq $c "scheduler") $v.scheduler.enabled) -}}
+{{- $on := or (eq $c "controller") (eq $c "webhook") (and (eq $c "extender") $v.extender.enabled) (and (eq $c "scheduler") $v.scheduler.enabled) (and (eq $c "snapshotController") $v.snapshotController.enabled) -}}
 {{- if and $on $cv.podDisruptionBudget.enabled (ge (int $cv.podDisruptionBudget.minAvailable) (int $cv.replicas)) -}}
 {{- fail (printf "%s.podDisruptionBudget.minAvailable (%d) must be below %s.replicas (%d), or no node holding a %s pod could ever be drained; lower minAvailable, raise replicas or disable the budget" $c (int $cv.podDisruptionBudget.minAvailable) $c (int $cv.replicas) $c) -}}
 {{- end -}}

@@ -155,3 +155,98 @@ imagePullSecrets:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* An image from a values block {repository, tag, pullPolicy}; an empty tag is the chart's appVersion. */}}
+{{- define "sharewarden.imageOf" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+
+{{/*
+The CSI driver's name (csidriver.DriverName), the unix socket its services listen on inside a
+pod, and the node plugin's socket directory on the host (kubelet finds the driver there).
+*/}}
+{{- define "sharewarden.csiDriverName" -}}nfs.sharewarden.io{{- end -}}
+{{- define "sharewarden.csiSocketDir" -}}/csi{{- end -}}
+{{- define "sharewarden.csiEndpoint" -}}unix:///csi/csi.sock{{- end -}}
+{{- define "sharewarden.csiPluginDir" -}}
+{{- printf "%s/plugins/%s" (trimSuffix "/" .Values.csi.kubeletDir) (include "sharewarden.csiDriverName" .) -}}
+{{- end -}}
+
+{{/* Whether the CSI snapshot parts (sidecar, RBAC, VolumeSnapshotClass) are on. */}}
+{{- define "sharewarden.csiSnapshots" -}}
+{{- if and .Values.csi.enabled .Values.csi.snapshots.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The managed class's provisioner: nfs.sharewarden.io (storageClass.provisioner=csi) or the
+legacy sharewarden.io/nfs. A StorageClass's provisioner is immutable, so a class that already
+exists keeps the provisioner it was made with (an upgrade from a chart that made the legacy
+class would otherwise fail); NOTES.txt says so and how to move.
+*/}}
+{{- define "sharewarden.classProvisioner" -}}
+{{- $want := ternary (include "sharewarden.csiDriverName" .) "sharewarden.io/nfs" (eq .Values.storageClass.provisioner "csi") -}}
+{{- $live := lookup "storage.k8s.io/v1" "StorageClass" "" .Values.storageClass.name -}}
+{{- if and $live $live.provisioner (has $live.provisioner (list "sharewarden.io/nfs" (include "sharewarden.csiDriverName" .))) -}}
+{{- $live.provisioner -}}
+{{- else -}}
+{{- $want -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A CSI sidecar container in the controller pods: (dict "ctx" $ "name" "csi-provisioner" "values"
+.Values.csi.controller.provisioner "args" (list ...)). It reaches the controller on the shared
+socket, elects a leader as the controller does (one Lease per sidecar: each elects its own, so
+the controller must serve CSI on every replica), and serves /metrics and, when electing,
+/healthz/leader-election on its httpPort.
+*/}}
+{{- define "sharewarden.csiSidecar" -}}
+{{- $v := .values -}}
+{{- $elect := .ctx.Values.controller.leaderElect -}}
+- name: {{ .name }}
+  image: {{ printf "%s:%s" $v.image.repository $v.image.tag }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  args:
+    - --csi-address={{ include "sharewarden.csiSocketDir" .ctx }}/csi.sock
+    - --v={{ .ctx.Values.csi.sidecarVerbosity }}
+    - --leader-election={{ $elect }}
+    {{- if $elect }}
+    - --leader-election-namespace={{ .ctx.Release.Namespace }}
+    {{- end }}
+    - --http-endpoint=:{{ $v.httpPort }}
+    {{- range .args }}
+    - {{ . }}
+    {{- end }}
+    {{- with $v.featureGates }}
+    - --feature-gates={{ . }}
+    {{- end }}
+    {{- range $v.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+  ports:
+    - name: {{ .port }}
+      containerPort: {{ $v.httpPort }}
+      protocol: TCP
+  livenessProbe:
+    httpGet:
+      path: {{ ternary "/healthz/leader-election" "/metrics" $elect }}
+      port: {{ .port }}
+    initialDelaySeconds: 10
+    periodSeconds: 20
+    timeoutSeconds: 10
+    failureThreshold: 3
+  readinessProbe:
+    # The HTTP server starts once the sidecar has connected to the controller's CSI socket
+    # and read its capabilities.
+    httpGet:
+      path: /metrics
+      port: {{ .port }}
+    periodSeconds: 10
+  resources:
+    {{- toYaml $v.resources | nindent 4 }}
+  securityContext:
+    {{- include "sharewarden.containerSecurityContext" .ctx | nindent 4 }}
+  volumeMounts:
+    - name: csi-socket
+      mountPath: {{ include "sharewarden.csiSocketDir" .ctx }}
+{{- end -}}

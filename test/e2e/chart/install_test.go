@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/extender"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
@@ -50,7 +52,11 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	bin := buildSharewarden(t)
-	objs := render(t, "-f", ciValues("scheduler-values.yaml"), "--set", "test.storageClassName="+fixture.BackingClass)
+	// The managed class on the legacy in-tree provisioner, which the controller run here serves
+	// itself: the CSI class's claims go through csi-provisioner, which only a real cluster runs.
+	// The rest of the CSI driver (CSIDriver, node DaemonSet, sidecars and their RBAC,
+	// VolumeSnapshotClass) is rendered and applied all the same.
+	objs := render(t, "-f", ciValues("scheduler-values.yaml"), "--set", "test.storageClassName="+fixture.BackingClass, "--set", "storageClass.provisioner=legacy")
 
 	// The chart's scheduler configuration, its extender URL and CA pointed at the extender this
 	// test runs on 127.0.0.1.
@@ -76,6 +82,11 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	if err := fixture.InstallCRDs(ctx, plane); err != nil {
 		t.Fatal(err)
 	}
+	// helm installs all of crds/ before the templates: the VolumeSnapshot CRDs too, which the
+	// chart's VolumeSnapshotClass needs.
+	if err := installSnapshotCRDs(ctx, plane); err != nil {
+		t.Fatal(err)
+	}
 	if err := plane.CreateNamespace(ctx, releaseNamespace, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +109,19 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	}
 	if len(tests) != 3 {
 		t.Fatalf("want the helm test namespace, claim and pod, got %d hook objects", len(tests))
+	}
+	// Upgrading from a chart that made the legacy class, with the CSI class asked for: the class
+	// keeps its provisioner (it is immutable, a change would fail the upgrade) and the notes say so.
+	// helm install --dry-run=server reads the cluster as an upgrade does (lookup); from a copy of
+	// the chart without its kubeVersion, which the plane's source-built apiserver (v0.0.0) fails.
+	out, err := helm(ctx, "install", releaseName, chartWithoutKubeVersion(t), "--namespace", releaseNamespace, "--kubeconfig", plane.Kubeconfig(),
+		"--dry-run=server", "--take-ownership", "-f", ciValues("scheduler-values.yaml"))
+	if err != nil {
+		t.Fatalf("rendering over the installed legacy class: %v", err)
+	}
+	if !strings.Contains(string(out), "provisioner: "+swv1.Provisioner+"\n") || strings.Contains(string(out), "provisioner: "+csidriver.DriverName) ||
+		!strings.Contains(string(out), "StorageClass "+swv1.DefaultManagedStorageClass+" already exists with the provisioner "+swv1.Provisioner+" and keeps it") {
+		t.Errorf("rendered over the legacy class, the chart changes its provisioner or does not say why not:\n%s", out)
 	}
 
 	// The roles, as the chart's ServiceAccounts: not admin.
@@ -146,10 +170,22 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	registerWebhook(applied)
 
 	// The controller, with the rendered arguments (leader election included).
-	ctlArgs := deploymentArgs(t, objs, "sharewarden-controller", map[string]string{
+	ctlOverride := map[string]string{
 		"--kubeconfig": kubeconfigs["controller"], "--metrics-bind-address": "0",
 		"--health-probe-bind-address": "127.0.0.1:" + strconv.Itoa(controllerHealth),
-	})
+	}
+	// The CSI endpoint on a socket here. A controller that has no --csi-endpoint yet (the CSI
+	// controller service is being added) runs without it: nothing here calls it, the class is
+	// the legacy one.
+	csiEndpoint := controllerHasFlag(t, bin, "--csi-endpoint")
+	if csiEndpoint {
+		ctlOverride["--csi-endpoint"] = "unix://" + filepath.Join(workDir, "csi.sock")
+	}
+	ctlArgs := deploymentArgs(t, objs, "sharewarden-controller", ctlOverride)
+	if !csiEndpoint {
+		t.Log("sharewarden controller has no --csi-endpoint yet: running it without")
+		ctlArgs = slices.DeleteFunc(ctlArgs, func(a string) bool { return strings.HasPrefix(a, "--csi-endpoint=") })
+	}
 	ctl := startRole(t, bin, "controller", ctlArgs)
 	defer ctl.stop(t)
 	waitOK(t, ctx, ctl, fmt.Sprintf("http://127.0.0.1:%d/readyz", controllerHealth))
@@ -307,11 +343,23 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: releaseNamespace}},
 		{"extender", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}},
 		{"extender", authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}},
+		// The CSI sidecars run as the controller: still no secrets, no snapshots outside its namespace.
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "volumesnapshots", Group: "snapshot.storage.k8s.io", Namespace: testNS}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets", Namespace: testNS}},
+		{"csi-node", authorizationv1.ResourceAttributes{Verb: "get", Resource: "persistentvolumes"}},
 	}
 	allowed := []struct {
 		user string
 		attr authorizationv1.ResourceAttributes
 	}{
+		// The CSI sidecars' and the controller's CSI permissions: not exercised here (the class is
+		// the legacy one), so checked here.
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "persistentvolumes"}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "update", Resource: "persistentvolumeclaims", Namespace: testNS}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "persistentvolumeclaims", Subresource: "status", Namespace: testNS}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "volumesnapshotcontents", Subresource: "status", Group: "snapshot.storage.k8s.io"}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "volumesnapshots", Group: "snapshot.storage.k8s.io", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "list", Resource: "volumesnapshotclasses", Group: "snapshot.storage.k8s.io"}},
 		// Fencing: not exercised by a healthy volume, so checked here.
 		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}},
 		{"controller", authorizationv1.ResourceAttributes{Verb: "delete", Resource: "pods", Namespace: testNS}},
@@ -630,4 +678,49 @@ func poll(t *testing.T, ctx context.Context, timeout time.Duration, what string,
 	if err != nil {
 		t.Fatalf("waiting for %s: %v (last: %v)", what, err, last)
 	}
+}
+
+// installSnapshotCRDs applies the chart's crds/snapshot/ (upstream's VolumeSnapshot CRDs) and
+// waits until they serve.
+func installSnapshotCRDs(ctx context.Context, plane *cluster.Cluster) error {
+	files, err := filepath.Glob(filepath.Join(chartDir, "crds", "snapshot", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("no CRDs under %s/crds/snapshot (err %v)", chartDir, err)
+	}
+	if _, err := plane.ApplyFiles(ctx, "", files...); err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		_, err := plane.Client().Discovery().ServerResourcesForGroupVersion("snapshot.storage.k8s.io/v1")
+		return err == nil, nil
+	})
+}
+
+// controllerHasFlag tells whether `sharewarden controller` has the flag.
+func controllerHasFlag(t *testing.T, bin, flag string) bool {
+	t.Helper()
+	out, err := exec.Command(bin, "controller", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sharewarden controller --help: %v\n%s", err, out)
+	}
+	return strings.Contains(string(out), flag+" ")
+}
+
+// chartWithoutKubeVersion copies the chart and drops its kubeVersion constraint.
+func chartWithoutKubeVersion(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "sharewarden")
+	if err := os.CopyFS(dir, os.DirFS(chartDir)); err != nil {
+		t.Fatal(err)
+	}
+	meta := filepath.Join(dir, "Chart.yaml")
+	b, err := os.ReadFile(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := slices.DeleteFunc(strings.Split(string(b), "\n"), func(l string) bool { return strings.HasPrefix(l, "kubeVersion:") })
+	if err := os.WriteFile(meta, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -25,11 +25,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 	"github.com/sharewarden/sharewarden/webhook"
 )
 
-var ciFiles = []string{"default-values.yaml", "scheduler-values.yaml", "certmanager-values.yaml", "resources-values.yaml"}
+var ciFiles = []string{"default-values.yaml", "scheduler-values.yaml", "certmanager-values.yaml", "resources-values.yaml", "csi-values.yaml", "legacy-values.yaml"}
 
 func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
 	t.Helper()
@@ -150,7 +151,7 @@ func TestTemplateVariants(t *testing.T) {
 			t.Errorf("webhook args %v", wargs)
 		}
 		sc := convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
-		if sc.Provisioner != swv1.Provisioner || !ptr.Deref(sc.AllowVolumeExpansion, false) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || len(sc.Parameters) != 0 {
+		if sc.Provisioner != csidriver.DriverName || !ptr.Deref(sc.AllowVolumeExpansion, false) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || len(sc.Parameters) != 0 {
 			t.Errorf("managed class %+v", sc)
 		}
 		secret := convert[corev1.Secret](t, mustFind(t, objs, "Secret", "sharewarden-webhook-tls"))
@@ -368,6 +369,19 @@ func TestBadValues(t *testing.T) {
 		{"budget blocks drains", "webhook:\n  podDisruptionBudget:\n    minAvailable: 2\n", []string{"webhook.podDisruptionBudget.minAvailable (2) must be below webhook.replicas (2)"}},
 		{"removed backingInClaimNamespace", "controller:\n  backingInClaimNamespace: false\n", []string{"additional properties 'backingInClaimNamespace' not allowed"}},
 		{"scheduler named default", "scheduler:\n  enabled: true\n  name: default-scheduler\n", []string{"must not take the default scheduler's name"}},
+		{"unknown class provisioner", "storageClass:\n  provisioner: intree\n", []string{"/storageClass/provisioner"}},
+		{"CSI class without the CSI driver", "csi:\n  enabled: false\n", []string{"storageClass.provisioner is csi but csi.enabled is false", "set storageClass.provisioner=legacy"}},
+		{"snapshot class on the legacy class", "storageClass:\n  provisioner: legacy\n  snapshotClass: fast-snaps\n", []string{"storageClass.snapshotClass", "legacy sharewarden.io/nfs, which takes no snapshots"}},
+		{"sidecar port taken by the controller", "csi:\n  controller:\n    resizer:\n      httpPort: 8080\n", []string{"csi.controller.resizer.httpPort is 8080, as controller.metricsPort"}},
+		{"two sidecars on one port", "csi:\n  controller:\n    snapshotter:\n      httpPort: 8090\n", []string{"csi.controller.snapshotter.httpPort is 8090, as csi.controller.provisioner.httpPort"}},
+		{"node ports collide", "csi:\n  node:\n    livenessProbe:\n      port: 19819\n", []string{"csi.node.livenessProbe.port and csi.node.registrar.healthPort are both 19819"}},
+		{"sidecar image without a tag", "csi:\n  controller:\n    provisioner:\n      image:\n        tag: \"\"\n", []string{"/csi/controller/provisioner/image/tag"}},
+		{"bad feature gates", "csi:\n  controller:\n    provisioner:\n      featureGates: VolumeAttributesClass\n", []string{"/csi/controller/provisioner/featureGates"}},
+		{"bad sidecar timeout", "csi:\n  controller:\n    provisioner:\n      timeout: 2 minutes\n", []string{"/csi/controller/provisioner/timeout"}},
+		{"relative kubelet directory", "csi:\n  kubeletDir: var/lib/kubelet\n", []string{"/csi/kubeletDir"}},
+		{"bad snapshot deletion policy", "csi:\n  snapshots:\n    volumeSnapshotClass:\n      deletionPolicy: Recycle\n", []string{"/csi/snapshots/volumeSnapshotClass/deletionPolicy"}},
+		{"unknown CSI key", "csi:\n  attacher: {}\n", []string{"at '/csi'", "additional properties 'attacher' not allowed"}},
+		{"snapshot-controller budget blocks drains", "snapshotController:\n  enabled: true\n  replicas: 1\n", []string{"snapshotController.podDisruptionBudget.minAvailable (1) must be below snapshotController.replicas (1)"}},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
