@@ -35,7 +35,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
-	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/extender"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
@@ -119,7 +118,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rendering over the installed legacy class: %v", err)
 	}
-	if !strings.Contains(string(out), "provisioner: "+swv1.Provisioner+"\n") || strings.Contains(string(out), "provisioner: "+csidriver.DriverName) ||
+	if !strings.Contains(string(out), "provisioner: "+swv1.Provisioner+"\n") || strings.Contains(string(out), "provisioner: "+swv1.CSIDriverName) ||
 		!strings.Contains(string(out), "StorageClass "+swv1.DefaultManagedStorageClass+" already exists with the provisioner "+swv1.Provisioner+" and keeps it") {
 		t.Errorf("rendered over the legacy class, the chart changes its provisioner or does not say why not:\n%s", out)
 	}
@@ -174,18 +173,9 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		"--kubeconfig": kubeconfigs["controller"], "--metrics-bind-address": "0",
 		"--health-probe-bind-address": "127.0.0.1:" + strconv.Itoa(controllerHealth),
 	}
-	// The CSI endpoint on a socket here. A controller that has no --csi-endpoint yet (the CSI
-	// controller service is being added) runs without it: nothing here calls it, the class is
-	// the legacy one.
-	csiEndpoint := controllerHasFlag(t, bin, "--csi-endpoint")
-	if csiEndpoint {
-		ctlOverride["--csi-endpoint"] = "unix://" + filepath.Join(workDir, "csi.sock")
-	}
+	// The CSI controller service on a socket here (the sidecars' part is in test/e2e/csi).
+	ctlOverride["--csi-endpoint"] = "unix://" + filepath.Join(workDir, "csi.sock")
 	ctlArgs := deploymentArgs(t, objs, "sharewarden-controller", ctlOverride)
-	if !csiEndpoint {
-		t.Log("sharewarden controller has no --csi-endpoint yet: running it without")
-		ctlArgs = slices.DeleteFunc(ctlArgs, func(a string) bool { return strings.HasPrefix(a, "--csi-endpoint=") })
-	}
 	ctl := startRole(t, bin, "controller", ctlArgs)
 	defer ctl.stop(t)
 	waitOK(t, ctx, ctl, fmt.Sprintf("http://127.0.0.1:%d/readyz", controllerHealth))
@@ -697,15 +687,6 @@ func installSnapshotCRDs(ctx context.Context, plane *cluster.Cluster) error {
 }
 
 // controllerHasFlag tells whether `sharewarden controller` has the flag.
-func controllerHasFlag(t *testing.T, bin, flag string) bool {
-	t.Helper()
-	out, err := exec.Command(bin, "controller", "--help").CombinedOutput()
-	if err != nil {
-		t.Fatalf("sharewarden controller --help: %v\n%s", err, out)
-	}
-	return strings.Contains(string(out), flag+" ")
-}
-
 // chartWithoutKubeVersion copies the chart and drops its kubeVersion constraint.
 func chartWithoutKubeVersion(t *testing.T) string {
 	t.Helper()

@@ -19,14 +19,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
-	"github.com/sharewarden/sharewarden/csidriver"
 )
 
 // TestTemplateCSIDriver: the CSIDriver object says how kubelet treats ShareWarden volumes; with
 // csi.enabled=false there is no driver at all.
 func TestTemplateCSIDriver(t *testing.T) {
 	objs := render(t)
-	d := convert[storagev1.CSIDriver](t, mustFind(t, objs, "CSIDriver", csidriver.DriverName))
+	d := convert[storagev1.CSIDriver](t, mustFind(t, objs, "CSIDriver", swv1.CSIDriverName))
 	s := d.Spec
 	if ptr.Deref(s.AttachRequired, true) || !ptr.Deref(s.PodInfoOnMount, false) || ptr.Deref(s.FSGroupPolicy, "") != storagev1.FileFSGroupPolicy ||
 		!ptr.Deref(s.SELinuxMount, false) || ptr.Deref(s.RequiresRepublish, true) ||
@@ -107,7 +106,7 @@ func TestTemplateCSINode(t *testing.T) {
 			objs := render(t, "-f", ciValues(tc.file))
 			ds := convert[appsv1.DaemonSet](t, mustFind(t, objs, "DaemonSet", "sharewarden-csi-node"))
 			spec := ds.Spec.Template.Spec
-			pluginDir := tc.kubelet + "/plugins/" + csidriver.DriverName
+			pluginDir := tc.kubelet + "/plugins/" + swv1.CSIDriverName
 			if !spec.HostNetwork || spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet || spec.PriorityClassName != "system-node-critical" ||
 				!slices.ContainsFunc(spec.Tolerations, func(tol corev1.Toleration) bool { return tol.Operator == corev1.TolerationOpExists && tol.Key == "" }) ||
 				spec.NodeSelector[corev1.LabelOSStable] != "linux" {
@@ -376,7 +375,7 @@ func TestTemplateCSIStorageClass(t *testing.T) {
 	class := func(objs []*unstructured.Unstructured) *storagev1.StorageClass {
 		return convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
 	}
-	if sc := class(render(t, "-f", ciValues("csi-values.yaml"))); sc.Provisioner != csidriver.DriverName || !reflect.DeepEqual(sc.Parameters, map[string]string{"snapshotClass": "fast-rwo-snapshots"}) {
+	if sc := class(render(t, "-f", ciValues("csi-values.yaml"))); sc.Provisioner != swv1.CSIDriverName || !reflect.DeepEqual(sc.Parameters, map[string]string{"snapshotClass": "fast-rwo-snapshots"}) {
 		t.Errorf("CSI class: provisioner %s, parameters %v", sc.Provisioner, sc.Parameters)
 	}
 	legacy := render(t, "-f", ciValues("resources-values.yaml"), "--set", "storageClass.provisioner=legacy")
@@ -384,7 +383,7 @@ func TestTemplateCSIStorageClass(t *testing.T) {
 		t.Errorf("legacy class: provisioner %s, parameters %v", sc.Provisioner, sc.Parameters)
 	}
 	// The legacy class with CSI still on: the driver runs for CSI classes made by hand.
-	if find(legacy, "CSIDriver", csidriver.DriverName) == nil {
+	if find(legacy, "CSIDriver", swv1.CSIDriverName) == nil {
 		t.Error("storageClass.provisioner=legacy turned the CSI driver off")
 	}
 }
@@ -394,7 +393,7 @@ func TestTemplateCSIStorageClass(t *testing.T) {
 func TestTemplateSnapshots(t *testing.T) {
 	objs := render(t)
 	vsc := mustFind(t, objs, "VolumeSnapshotClass", "sharewarden-nfs")
-	if vsc.GetAPIVersion() != "snapshot.storage.k8s.io/v1" || vsc.Object["driver"] != csidriver.DriverName || vsc.Object["deletionPolicy"] != "Delete" ||
+	if vsc.GetAPIVersion() != "snapshot.storage.k8s.io/v1" || vsc.Object["driver"] != swv1.CSIDriverName || vsc.Object["deletionPolicy"] != "Delete" ||
 		vsc.GetAnnotations()["snapshot.storage.kubernetes.io/is-default-class"] != "true" {
 		t.Errorf("VolumeSnapshotClass %v", vsc.Object)
 	}

@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
-	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 	"github.com/sharewarden/sharewarden/webhook"
 )
@@ -151,7 +150,7 @@ func TestTemplateVariants(t *testing.T) {
 			t.Errorf("webhook args %v", wargs)
 		}
 		sc := convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
-		if sc.Provisioner != csidriver.DriverName || !ptr.Deref(sc.AllowVolumeExpansion, false) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || len(sc.Parameters) != 0 {
+		if sc.Provisioner != swv1.CSIDriverName || !ptr.Deref(sc.AllowVolumeExpansion, false) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || len(sc.Parameters) != 0 {
 			t.Errorf("managed class %+v", sc)
 		}
 		secret := convert[corev1.Secret](t, mustFind(t, objs, "Secret", "sharewarden-webhook-tls"))
