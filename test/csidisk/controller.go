@@ -26,6 +26,7 @@ type Controller struct {
 	csi.UnimplementedControllerServer
 	store       store
 	defaultSize int64
+	growOnStage bool
 }
 
 // NewController returns the controller service over cfg.Dir, creating the directory.
@@ -38,7 +39,7 @@ func NewController(cfg Config) (*Controller, error) {
 	if def == 0 {
 		def = defaultSize
 	}
-	return &Controller{store: s, defaultSize: def}, nil
+	return &Controller{store: s, defaultSize: def, growOnStage: cfg.GrowOnStage}, nil
 }
 
 func (c *Controller) register(srv *grpc.Server) { csi.RegisterControllerServer(srv, c) }
@@ -343,7 +344,8 @@ func (c *Controller) GetCapacity(context.Context, *csi.GetCapacityRequest) (*csi
 }
 
 // ControllerExpandVolume grows a disk's image (also while it is attached and mounted); the
-// node then grows the filesystem (NodeExpandVolume), so node expansion is always required.
+// node then grows the filesystem (NodeExpandVolume), so node expansion is required, unless
+// GrowOnStage defers it to the next NodeStageVolume.
 func (c *Controller) ControllerExpandVolume(_ context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
 	id := req.GetVolumeId()
 	if id == "" {
@@ -376,7 +378,7 @@ func (c *Controller) ControllerExpandVolume(_ context.Context, req *csi.Controll
 	if err != nil {
 		return nil, err
 	}
-	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: true}, nil
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: !c.growOnStage}, nil
 }
 
 // CreateSnapshot copies a disk's image (frozen while it is copied if the disk is mounted
