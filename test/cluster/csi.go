@@ -170,7 +170,7 @@ type SidecarConfig struct {
 	// from another's: "<Name>-csi-provisioner" and so on (just "csi-provisioner" when empty).
 	Name string
 	// Endpoint is the unix socket path of the CSI driver's controller service. The sidecars
-	// wait for it to appear.
+	// wait for it to appear; StartCSISidecars waits up to a minute for them to reach it.
 	Endpoint string
 	// Which sidecars to run.
 	Provisioner, Attacher, Resizer, Snapshotter bool
