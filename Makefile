@@ -21,8 +21,10 @@ deps:
 	@echo "deps: any that are missing are installed now with apt-get (as root, or through sudo)"
 	@hack/install-nfs.sh
 
-# The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok),
-# built from the pins in hack/tools into $(BIN_DIR); rebuilt only when the pins change.
+# The real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)
+# and the upstream CSI sidecars (csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter,
+# snapshot-controller, and the snapshot CRDs), built from the pins in hack/tools into $(BIN_DIR);
+# rebuilt only when the pins change.
 bins:
 	@BIN_DIR=$(BIN_DIR) hack/bins.sh
 

@@ -60,6 +60,29 @@ func CheckBinaries(dir string) error {
 	return nil
 }
 
+// Binaries and files the CSI launcher (csi.go) runs; `make bins` builds them too. They are kept
+// out of requiredBinaries so that a plane without them still starts for the tests that do not
+// need them.
+var csiBinaries = []string{"csi-provisioner", "csi-attacher", "csi-resizer", "csi-snapshotter", "snapshot-controller"}
+
+// CheckCSIBinaries reports, wrapping ErrNoBinaries, which CSI sidecars or snapshot CRDs are
+// missing from dir.
+func CheckCSIBinaries(dir string) error {
+	var missing []string
+	for _, b := range csiBinaries {
+		if _, err := exec.LookPath(filepath.Join(dir, b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, snapshotCRDDir, "*.yaml")); len(m) == 0 {
+		missing = append(missing, snapshotCRDDir+"/")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w in %s (missing %v): run `make bins`", ErrNoBinaries, dir, missing)
+	}
+	return nil
+}
+
 // RequireE2EEnv, when set (CI sets it), turns a missing prerequisite of the e2e tests from a
 // skip into a failure, so that a green run always means the e2e tests ran.
 const RequireE2EEnv = "SHAREWARDEN_REQUIRE_E2E"
