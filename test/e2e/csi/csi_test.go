@@ -1,0 +1,378 @@
+package csi_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/csidriver"
+	"github.com/sharewarden/sharewarden/provisioner"
+	"github.com/sharewarden/sharewarden/test/fixture"
+)
+
+func newClient(t *testing.T) client.Client {
+	t.Helper()
+	c, err := fixture.NewClient(plane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func namespace(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
+	if err := plane.CreateNamespace(ctx, name, nil); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if last = cond(); last == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, last)
+}
+
+func rwxClaim(ns, name, class, size string, mutate ...func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
+	c := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			StorageClassName: ptr.To(class),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
+		},
+	}
+	for _, m := range mutate {
+		m(c)
+	}
+	return c
+}
+
+// bound creates the claim and waits until external-provisioner bound it to a PV of
+// ShareWarden's driver, returning that PV.
+func bound(t *testing.T, ctx context.Context, c client.Client, claim *corev1.PersistentVolumeClaim) *corev1.PersistentVolume {
+	t.Helper()
+	if err := c.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	pv := &corev1.PersistentVolume{}
+	waitFor(t, ctx, 3*time.Minute, "claim "+claim.Name+" bound to a CSI PV", func() error {
+		if err := csiEnv.Check(); err != nil {
+			return err
+		}
+		got := &corev1.PersistentVolumeClaim{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+			return err
+		}
+		if got.Status.Phase != corev1.ClaimBound {
+			return fmt.Errorf("claim is %s", got.Status.Phase)
+		}
+		return c.Get(ctx, client.ObjectKey{Name: got.Spec.VolumeName}, pv)
+	})
+	if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != swv1.CSIDriverName {
+		t.Fatalf("PV %s is not of %s: %+v", pv.Name, swv1.CSIDriverName, pv.Spec.PersistentVolumeSource)
+	}
+	return pv
+}
+
+// address is where the test reaches a volume's export: its Service IP, through the kubelet
+// stand-in's kube-proxy.
+func address(t *testing.T, pv *corev1.PersistentVolume) string {
+	t.Helper()
+	ip := pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer]
+	addr, err := runner.ServiceAddress(ip)
+	if err != nil {
+		t.Fatalf("service %s: %v", ip, err)
+	}
+	return addr
+}
+
+func nfsURL(addr, path string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return fmt.Sprintf("nfs://%s%s?version=4&nfsport=%s", host, path, port)
+}
+
+// writeFiles writes each file over NFS (libnfs) and fails the test on an error.
+func writeFiles(t *testing.T, ctx context.Context, addr string, files map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		src := filepath.Join(dir, name)
+		if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 60*time.Second, "writing "+name+" over NFS", func() error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if out, err := exec.CommandContext(cctx, "nfs-cp", src, nfsURL(addr, "/export/"+name)).CombinedOutput(); err != nil {
+				return fmt.Errorf("nfs-cp: %w: %s", err, out)
+			}
+			return nil
+		})
+	}
+}
+
+// readFiles reads each file back over NFS and compares it.
+func readFiles(t *testing.T, ctx context.Context, addr string, files map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, want := range files {
+		dst := filepath.Join(dir, name)
+		waitFor(t, ctx, 60*time.Second, "reading "+name+" over NFS", func() error {
+			_ = os.Remove(dst)
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if out, err := exec.CommandContext(cctx, "nfs-cp", nfsURL(addr, "/export/"+name), dst).CombinedOutput(); err != nil {
+				return fmt.Errorf("nfs-cp: %w: %s", err, out)
+			}
+			got, err := os.ReadFile(dst)
+			if err != nil {
+				return err
+			}
+			if string(got) != want {
+				return fmt.Errorf("%s holds %q, want %q", name, got, want)
+			}
+			return nil
+		})
+	}
+}
+
+func snapshotOf(ns, name, claim string) *snapshotv1.VolumeSnapshot {
+	return &snapshotv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: snapshotv1.VolumeSnapshotSpec{
+			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(claim)},
+			VolumeSnapshotClassName: ptr.To(fixture.CSISnapshotClass),
+		},
+	}
+}
+
+// readySnapshot waits until the snapshot is ReadyToUse and returns its content's handle.
+func readySnapshot(t *testing.T, ctx context.Context, c client.Client, vs *snapshotv1.VolumeSnapshot) string {
+	t.Helper()
+	handle := ""
+	waitFor(t, ctx, 2*time.Minute, "snapshot "+vs.Name+" ReadyToUse", func() error {
+		got := &snapshotv1.VolumeSnapshot{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(vs), got); err != nil {
+			return err
+		}
+		if got.Status == nil || !ptr.Deref(got.Status.ReadyToUse, false) || got.Status.BoundVolumeSnapshotContentName == nil {
+			return fmt.Errorf("status %+v", got.Status)
+		}
+		content := &snapshotv1.VolumeSnapshotContent{}
+		if err := c.Get(ctx, client.ObjectKey{Name: *got.Status.BoundVolumeSnapshotContentName}, content); err != nil {
+			return err
+		}
+		if content.Spec.Driver != swv1.CSIDriverName || content.Status == nil || content.Status.SnapshotHandle == nil {
+			return fmt.Errorf("content %s: driver %s, status %+v", content.Name, content.Spec.Driver, content.Status)
+		}
+		handle = *content.Status.SnapshotHandle
+		return nil
+	})
+	return handle
+}
+
+// Files written over NFS survive a snapshot of the RWX claim, a restore into a new RWX claim
+// and a clone of the claim; the snapshot is a snapshot of the backing disk, and deleting the
+// snapshot deletes that.
+func TestSnapshotRestoreClone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	ns := namespace(t, ctx, "snapshots")
+
+	src := rwxClaim(ns, "data", fixture.CSIManagedClass, "64Mi")
+	pv := bound(t, ctx, c, src)
+	files := map[string]string{"a.txt": "alpha", "b.txt": "written before the snapshot"}
+	writeFiles(t, ctx, address(t, pv), files)
+
+	vs := snapshotOf(ns, "data-snap", "data")
+	if err := c.Create(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	handle := readySnapshot(t, ctx, c, vs)
+	backing := &snapshotv1.VolumeSnapshot{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: handle}, backing); err != nil {
+		t.Fatalf("backing snapshot %s: %v", handle, err)
+	}
+	if !provisioner.IsBackingSnapshot(backing) || ptr.Deref(backing.Spec.Source.PersistentVolumeClaimName, "") != swv1.ObjectName(string(pvClaimUID(t, ctx, c, src))) ||
+		ptr.Deref(backing.Spec.VolumeSnapshotClassName, "") != fixture.DiskSnapshotClass {
+		t.Errorf("backing snapshot %s: labels %v, source %v, class %v", handle, backing.Labels, backing.Spec.Source.PersistentVolumeClaimName, backing.Spec.VolumeSnapshotClassName)
+	}
+	// Written after the snapshot: in the clone, not in the restore.
+	writeFiles(t, ctx, address(t, pv), map[string]string{"c.txt": "after"})
+
+	restored := bound(t, ctx, c, rwxClaim(ns, "restored", fixture.CSIManagedClass, "64Mi", func(p *corev1.PersistentVolumeClaim) {
+		p.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To(snapshotv1.GroupName), Kind: "VolumeSnapshot", Name: vs.Name}
+	}))
+	readFiles(t, ctx, address(t, restored), files)
+	missing(t, ctx, address(t, restored), "c.txt")
+
+	clone := bound(t, ctx, c, rwxClaim(ns, "clone", fixture.CSIManagedClass, "64Mi", func(p *corev1.PersistentVolumeClaim) {
+		p.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "data"}
+	}))
+	readFiles(t, ctx, address(t, clone), map[string]string{"a.txt": "alpha", "b.txt": files["b.txt"], "c.txt": "after"})
+
+	// The backing claims were attached where their servers run: real VolumeAttachments.
+	vas := &storagev1.VolumeAttachmentList{}
+	if err := c.List(ctx, vas); err != nil {
+		t.Fatal(err)
+	}
+	attached := 0
+	for _, va := range vas.Items {
+		if va.Status.Attached {
+			attached++
+		}
+	}
+	if attached < 3 {
+		t.Errorf("%d attached VolumeAttachments, want one per backing disk (3)", attached)
+	}
+
+	if err := c.Delete(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 2*time.Minute, "backing snapshot deleted with the snapshot", func() error {
+		err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: handle}, &snapshotv1.VolumeSnapshot{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("backing snapshot still there (err %v)", err)
+	})
+}
+
+func pvClaimUID(t *testing.T, ctx context.Context, c client.Client, claim *corev1.PersistentVolumeClaim) string {
+	t.Helper()
+	got := &corev1.PersistentVolumeClaim{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+		t.Fatal(err)
+	}
+	return string(got.UID)
+}
+
+func missing(t *testing.T, ctx context.Context, addr, name string) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "nfs-ls", nfsURL(addr, "/export")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nfs-ls: %v: %s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == name {
+			t.Errorf("%s is in the export, want it absent:\n%s", name, out)
+		}
+	}
+}
+
+// Growing the RWX claim grows the backing disk through the CSI resizers of both drivers, and
+// the claim reports the new size.
+func TestExpand(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	ns := namespace(t, ctx, "expand")
+	claim := rwxClaim(ns, "grow", fixture.CSIManagedClass, "64Mi")
+	pv := bound(t, ctx, c, claim)
+	writeFiles(t, ctx, address(t, pv), map[string]string{"kept.txt": "kept"})
+
+	got := &corev1.PersistentVolumeClaim{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(got.DeepCopy())
+	got.Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("128Mi")
+	if err := c.Patch(ctx, got, patch); err != nil {
+		t.Fatal(err)
+	}
+	want := resource.MustParse("128Mi")
+	waitFor(t, ctx, 3*time.Minute, "claim, PV and backing claim at 128Mi", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
+			return err
+		}
+		backing := &corev1.PersistentVolumeClaim{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(string(got.UID))}, backing); err != nil {
+			return err
+		}
+		pvNow := &corev1.PersistentVolume{}
+		if err := c.Get(ctx, client.ObjectKey{Name: pv.Name}, pvNow); err != nil {
+			return err
+		}
+		for what, q := range map[string]resource.Quantity{
+			"claim": got.Status.Capacity[corev1.ResourceStorage], "backing claim": backing.Status.Capacity[corev1.ResourceStorage],
+			"PV": pvNow.Spec.Capacity[corev1.ResourceStorage],
+		} {
+			if q.Cmp(want) < 0 {
+				return fmt.Errorf("%s is %s", what, q.String())
+			}
+		}
+		return nil
+	})
+	readFiles(t, ctx, address(t, pv), map[string]string{"kept.txt": "kept"})
+}
+
+// A snapshot of a volume whose backing class's driver has no VolumeSnapshotClass fails with a
+// Warning Event on the claim that says what to create, and the VolumeSnapshot never turns ready.
+func TestSnapshotWithoutSnapshotClass(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	ns := namespace(t, ctx, "nosnap")
+	// A CSI managed class backed by the plane's local disks (no provisioner, no snapshots).
+	class := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: "sharewarden-csi-local"},
+		Provisioner:       swv1.CSIDriverName,
+		Parameters:        map[string]string{swv1.ParameterBackingStorageClass: fixture.BackingClass},
+		ReclaimPolicy:     ptr.To(corev1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingImmediate),
+	}
+	if err := c.Create(ctx, class); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	bound(t, ctx, c, rwxClaim(ns, "local", class.Name, "1Gi"))
+	vs := snapshotOf(ns, "local-snap", "local")
+	if err := c.Create(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 2*time.Minute, "a CannotSnapshot Warning on the claim", func() error {
+		evs := &corev1.EventList{}
+		if err := c.List(ctx, evs, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == provisioner.ReasonCannotSnapshot && e.Type == corev1.EventTypeWarning && e.InvolvedObject.Name == "local" &&
+				strings.Contains(e.Message, "no default VolumeSnapshotClass") && strings.Contains(e.Message, swv1.ParameterSnapshotClass) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no such event among %d", len(evs.Items))
+	})
+	got := &snapshotv1.VolumeSnapshot{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(vs), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != nil && ptr.Deref(got.Status.ReadyToUse, false) {
+		t.Errorf("snapshot ready although it cannot be taken: %+v", got.Status)
+	}
+}
