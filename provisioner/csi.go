@@ -377,7 +377,9 @@ func (c *CSIController) ControllerExpandVolume(ctx context.Context, req *csi.Con
 		if have = capacity.Value(); have >= required {
 			return true, nil
 		}
-		return false, c.growBacking(ctx, backing, required)
+		err = c.growBacking(ctx, backing, required)
+		// A class that cannot expand is a refusal, not progress: waiting would not change it.
+		return status.Code(err) == codes.FailedPrecondition, err
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,7 +44,8 @@ func newEnv(t *testing.T, objs ...client.Object) *env {
 	}
 	c := fake.NewClientBuilder().WithScheme(scheme).
 		WithObjects(append(base, objs...)...).
-		WithStatusSubresource(&swv1.SharedVolume{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{}).
+		WithStatusSubresource(&swv1.SharedVolume{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{},
+			&snapshotv1.VolumeSnapshot{}, &snapshotv1.VolumeSnapshotContent{}).
 		WithIndex(&corev1.Pod{}, IndexPodClaims, podClaimNames).
 		WithIndex(&corev1.PersistentVolume{}, IndexClaimKey, claimKeyIndex).
 		WithIndex(&corev1.PersistentVolumeClaim{}, IndexClaimKey, claimKeyIndex).
