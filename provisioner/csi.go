@@ -485,7 +485,16 @@ func (c *CSIController) newBackingSnapshot(ctx context.Context, name string, bac
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	vs := BackingSnapshot(name, backing, snapClass)
-	if err := c.client().Create(ctx, vs); err != nil && !apierrors.IsAlreadyExists(err) {
+	err = c.client().Create(ctx, vs)
+	if apierrors.IsAlreadyExists(err) {
+		// Made meanwhile, by a retry of this call: use it only if it is this volume's.
+		if err := c.Reconciler.apiReader().Get(ctx, client.ObjectKeyFromObject(vs), vs); err != nil {
+			return nil, status.Errorf(codes.Unavailable, "getting snapshot %s: %v", name, err)
+		}
+		if !IsBackingSnapshot(vs) || vs.Labels[swv1.LabelClaimUID] != backing.Labels[swv1.LabelClaimUID] {
+			return nil, status.Errorf(codes.AlreadyExists, "snapshot %s exists, of another volume", name)
+		}
+	} else if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "creating backing snapshot: %v", err)
 	}
 	return vs, nil
