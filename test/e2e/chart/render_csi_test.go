@@ -333,7 +333,8 @@ func TestTemplateCSIRBAC(t *testing.T) {
 		}
 	}
 	// The controller's own snapshot rules: backing claims' VolumeSnapshots in its namespace, the
-	// backing driver's classes cluster-wide.
+	// backing driver's classes cluster-wide, and only reads of the snapshots (and their contents)
+	// that claims restore from, in their namespaces.
 	ctlRules := func(objs []*unstructured.Unstructured) (cluster, ns []string) {
 		return rules(convert[rbacv1.ClusterRole](t, mustFind(t, objs, "ClusterRole", "sharewarden-controller")).Rules),
 			rules(convert[rbacv1.Role](t, mustFind(t, objs, "Role", "sharewarden-controller")).Rules)
@@ -341,7 +342,8 @@ func TestTemplateCSIRBAC(t *testing.T) {
 	cluster, ns := ctlRules(objs)
 	if !slices.Contains(ns, "snapshot.storage.k8s.io/volumesnapshots: get,list,watch,create,delete") ||
 		!slices.Contains(cluster, "snapshot.storage.k8s.io/volumesnapshotclasses: get,list,watch") ||
-		slices.ContainsFunc(cluster, func(r string) bool { return strings.HasPrefix(r, "snapshot.storage.k8s.io/volumesnapshots:") }) {
+		!slices.Contains(cluster, "snapshot.storage.k8s.io/volumesnapshots: get") ||
+		!slices.Contains(cluster, "snapshot.storage.k8s.io/volumesnapshotcontents: get") {
 		t.Errorf("controller snapshot rules: cluster %q, namespace %q", cluster, ns)
 	}
 	if !slices.Contains(cluster, "/persistentvolumeclaims: get,list,watch") {
