@@ -135,8 +135,10 @@ type createRequest struct {
 	limit    int64
 }
 
-// parseCreateVolume checks a CreateVolumeRequest: a name, mount capabilities only, a sane
-// capacity range, and the claim external-provisioner names with --extra-create-metadata.
+// parseCreateVolume checks a CreateVolumeRequest: a name, mount capabilities only and a sane
+// capacity range. The claim external-provisioner names with --extra-create-metadata is
+// checked apart (see checkClaimParams), after the content source: a source that does not
+// exist is NotFound whoever asks.
 func parseCreateVolume(req *csi.CreateVolumeRequest) (createRequest, error) {
 	var problems []string
 	in := createRequest{
@@ -154,13 +156,18 @@ func parseCreateVolume(req *csi.CreateVolumeRequest) (createRequest, error) {
 	if in.required < 0 || in.limit < 0 || (in.limit > 0 && in.required > in.limit) {
 		problems = append(problems, fmt.Sprintf("capacity_range: required_bytes %d and limit_bytes %d: want 0 <= required <= limit", in.required, in.limit))
 	}
-	if in.claim.Namespace == "" || in.claim.Name == "" {
-		problems = append(problems, fmt.Sprintf("parameters %s and %s are missing: ShareWarden serves volumes for claims; run external-provisioner with --extra-create-metadata", ParamClaimNamespace, ParamClaimName))
-	}
 	if len(problems) > 0 {
 		return in, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
 	}
 	return in, nil
+}
+
+// checkClaimParams checks that the request names its claim.
+func checkClaimParams(in createRequest) error {
+	if in.claim.Namespace == "" || in.claim.Name == "" {
+		return status.Errorf(codes.InvalidArgument, "parameters %s and %s are missing: ShareWarden serves volumes for claims; run external-provisioner with --extra-create-metadata", ParamClaimNamespace, ParamClaimName)
+	}
+	return nil
 }
 
 // checkCapabilities accepts filesystem access in any access mode; block access cannot be
@@ -211,6 +218,12 @@ func (c *CSIController) CreateVolume(ctx context.Context, req *csi.CreateVolumeR
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkContentSource(ctx, req.GetVolumeContentSource()); err != nil {
+		return nil, err
+	}
+	if err := checkClaimParams(in); err != nil {
+		return nil, err
+	}
 	claim := &corev1.PersistentVolumeClaim{}
 	if err := c.Reconciler.apiReader().Get(ctx, in.claim, claim); apierrors.IsNotFound(err) {
 		return nil, status.Errorf(codes.FailedPrecondition, "claim %s does not exist", in.claim)
@@ -220,9 +233,6 @@ func (c *CSIController) CreateVolume(ctx context.Context, req *csi.CreateVolumeR
 	uid := string(claim.UID)
 	if in.name != PVName(uid) {
 		return nil, status.Errorf(codes.InvalidArgument, "volume name %s is not %s, named after claim %s's UID: run external-provisioner with the default --volume-name-prefix=pvc and --volume-name-uuid-length", in.name, PVName(uid), in.claim)
-	}
-	if err := c.checkContentSource(ctx, req.GetVolumeContentSource()); err != nil {
-		return nil, err
 	}
 	var resp *csi.CreateVolumeResponse
 	err = c.wait(ctx, uid, func() (bool, error) {
@@ -429,13 +439,10 @@ func (c *CSIController) backingSnapshot(ctx context.Context, id string) (*snapsh
 // CreateSnapshot snapshots the backing claim with a VolumeSnapshot of the backing driver, and
 // reports it ready when that is (csi-snapshotter calls again until then).
 func (c *CSIController) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
-	name, source := req.GetName(), req.GetSourceVolumeId()
-	if name == "" || source == "" {
+	if req.GetName() == "" || req.GetSourceVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name and source_volume_id are required")
 	}
-	if strings.ContainsAny(name, "/ ") || len(name) > 253 {
-		return nil, status.Errorf(codes.InvalidArgument, "name %q: want a Kubernetes object name", name)
-	}
+	name, source := backingSnapshotName(req.GetName()), req.GetSourceVolumeId()
 	backing, err := c.backingClaim(ctx, source)
 	if err != nil {
 		return nil, err

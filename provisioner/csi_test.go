@@ -91,12 +91,15 @@ func TestParseCreateVolume(t *testing.T) {
 		{name: "no parameters", change: func(r *csi.CreateVolumeRequest) { r.Parameters = nil }, want: "--extra-create-metadata"},
 		{name: "no claim namespace", change: func(r *csi.CreateVolumeRequest) { delete(r.Parameters, ParamClaimNamespace) }, want: ParamClaimNamespace},
 		{name: "no claim name", change: func(r *csi.CreateVolumeRequest) { delete(r.Parameters, ParamClaimName) }, want: ParamClaimName},
-		{name: "every problem told at once", change: func(r *csi.CreateVolumeRequest) { r.Name, r.Parameters = "", nil }, want: "name is empty; parameters"},
+		{name: "every problem of the request told at once", change: func(r *csi.CreateVolumeRequest) { r.Name, r.VolumeCapabilities = "", nil }, want: "name is empty; volume_capabilities is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := valid()
 			tc.change(req)
 			in, err := parseCreateVolume(req)
+			if err == nil {
+				err = checkClaimParams(in) // checked after the content source, in CreateVolume
+			}
 			if tc.want != "" {
 				wantCode(t, err, codes.InvalidArgument, tc.want)
 				return

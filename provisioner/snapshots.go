@@ -2,6 +2,8 @@ package provisioner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -9,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,6 +25,17 @@ import (
 
 // AnnotationDefaultSnapshotClass marks a VolumeSnapshotClass as its driver's default.
 const AnnotationDefaultSnapshotClass = "snapshot.storage.kubernetes.io/is-default-class"
+
+// backingSnapshotName is the name of the backing snapshot that stands for the CSI snapshot
+// called name, and so its snapshot ID. A CSI name may be any string; csi-snapshotter's
+// (snapshot-<UID>) are object names already and are kept, others are hashed into one.
+func backingSnapshotName(name string) string {
+	if len(validation.IsDNS1123Subdomain(name)) == 0 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "snapshot-" + hex.EncodeToString(sum[:16])
+}
 
 // BackingSnapshot is the backing VolumeSnapshot that stands for a ShareWarden snapshot called
 // name, of the volume whose backing claim is backing.

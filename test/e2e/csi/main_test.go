@@ -2,7 +2,8 @@
 // external-provisioner, -resizer and csi-snapshotter call the controller's CSI service, the
 // backing claims are disks of test/csidisk behind the same sidecars plus external-attacher
 // (real VolumeAttachments), real nfs-ganesha servers serve them, and files are written and read
-// over NFS: snapshot, restore, clone, expansion, and a snapshot that cannot be taken.
+// over NFS: snapshot, restore, clone, expansion, and a snapshot that cannot be taken. And
+// csi-sanity runs against the controller's CSI service (sanity_test.go).
 package csi_test
 
 import (
