@@ -376,3 +376,76 @@ func TestSnapshotWithoutSnapshotClass(t *testing.T) {
 		t.Errorf("snapshot ready although it cannot be taken: %+v", got.Status)
 	}
 }
+
+// A CSI volume fails over like a legacy one: the server's node dies, the fencer releases the
+// backing disk's VolumeAttachment there, external-attacher attaches the disk to the
+// replacement's node, and the files written before are served again at the same Service IP.
+func TestFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	ns := namespace(t, ctx, "failover")
+	claim := rwxClaim(ns, "moving", fixture.CSIManagedClass, "64Mi")
+	pv := bound(t, ctx, c, claim)
+	files := map[string]string{"before.txt": "written before the node died"}
+	writeFiles(t, ctx, address(t, pv), files)
+
+	uid := pvClaimUID(t, ctx, c, claim)
+	podKey := client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}
+	old := &corev1.Pod{}
+	if err := c.Get(ctx, podKey, old); err != nil {
+		t.Fatal(err)
+	}
+	dead := old.Spec.NodeName
+	runner.PartitionNode(dead)
+	if err := plane.FailNode(dead); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = runner.HealNode(context.Background(), dead)
+		_ = plane.RestoreNode(context.Background(), dead)
+	})
+	backing := &corev1.PersistentVolumeClaim{}
+	if err := c.Get(ctx, podKey, backing); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 3*time.Minute, "the replacement server running elsewhere with the disk attached there", func() error {
+		p := &corev1.Pod{}
+		if err := c.Get(ctx, podKey, p); err != nil {
+			return err
+		}
+		if p.UID == old.UID || p.Spec.NodeName == "" {
+			return fmt.Errorf("no replacement yet")
+		}
+		if p.Spec.NodeName == dead {
+			return fmt.Errorf("replacement on the dead node %s", dead)
+		}
+		if _, ok := runner.EndpointByUID(p.UID); !ok {
+			return fmt.Errorf("replacement on %s not serving yet", p.Spec.NodeName)
+		}
+		vas := &storagev1.VolumeAttachmentList{}
+		if err := c.List(ctx, vas); err != nil {
+			return err
+		}
+		for _, va := range vas.Items {
+			if ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != backing.Spec.VolumeName {
+				continue
+			}
+			if va.Spec.NodeName == dead {
+				return fmt.Errorf("the disk is still attached to the dead node %s (%s)", dead, va.Name)
+			}
+			if va.Spec.NodeName != p.Spec.NodeName || !va.Status.Attached {
+				return fmt.Errorf("attachment %s to %s, attached %v", va.Name, va.Spec.NodeName, va.Status.Attached)
+			}
+		}
+		return nil
+	})
+	readFiles(t, ctx, address(t, pv), files)
+	sv := &swv1.SharedVolume{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
+		t.Fatal(err)
+	}
+	if sv.Status.FailoverCount < 1 || sv.Status.ServiceIP != pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer] {
+		t.Errorf("after the failover: %d failovers, Service IP %s (PV names %s)", sv.Status.FailoverCount, sv.Status.ServiceIP, pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer])
+	}
+}
