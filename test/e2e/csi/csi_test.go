@@ -377,36 +377,17 @@ func TestSnapshotWithoutSnapshotClass(t *testing.T) {
 	}
 }
 
-// A CSI volume fails over like a legacy one: the server's node dies, the fencer releases the
-// backing disk's VolumeAttachment there, external-attacher attaches the disk to the
-// replacement's node, and the files written before are served again at the same Service IP.
-func TestFailover(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "failover")
-	claim := rwxClaim(ns, "moving", fixture.CSIManagedClass, "64Mi")
-	pv := bound(t, ctx, c, claim)
-	files := map[string]string{"before.txt": "written before the node died"}
-	writeFiles(t, ctx, address(t, pv), files)
-
-	uid := pvClaimUID(t, ctx, c, claim)
-	podKey := client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}
+// killServerNode kills the node of the volume's server (its kubelet and its network) and waits
+// until a replacement serves on another node with the backing disk attached there alone.
+func killServerNode(t *testing.T, ctx context.Context, c client.Client, podKey client.ObjectKey, backingPV string) (dead, moved string) {
+	t.Helper()
 	old := &corev1.Pod{}
 	if err := c.Get(ctx, podKey, old); err != nil {
 		t.Fatal(err)
 	}
-	dead := old.Spec.NodeName
+	dead = old.Spec.NodeName
 	runner.PartitionNode(dead)
 	if err := plane.FailNode(dead); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = runner.HealNode(context.Background(), dead)
-		_ = plane.RestoreNode(context.Background(), dead)
-	})
-	backing := &corev1.PersistentVolumeClaim{}
-	if err := c.Get(ctx, podKey, backing); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, 3*time.Minute, "the replacement server running elsewhere with the disk attached there", func() error {
@@ -428,7 +409,7 @@ func TestFailover(t *testing.T) {
 			return err
 		}
 		for _, va := range vas.Items {
-			if ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != backing.Spec.VolumeName {
+			if ptr.Deref(va.Spec.Source.PersistentVolumeName, "") != backingPV {
 				continue
 			}
 			if va.Spec.NodeName == dead {
@@ -438,8 +419,50 @@ func TestFailover(t *testing.T) {
 				return fmt.Errorf("attachment %s to %s, attached %v", va.Name, va.Spec.NodeName, va.Status.Attached)
 			}
 		}
+		moved = p.Spec.NodeName
 		return nil
 	})
+	return dead, moved
+}
+
+func restoreNode(t *testing.T, node string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := plane.RestoreNode(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.HealNode(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// failingVolume is a bound CSI volume with a file written, for the failover tests.
+func failingVolume(t *testing.T, ctx context.Context, c client.Client, ns string) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, client.ObjectKey, string) {
+	t.Helper()
+	claim := rwxClaim(namespace(t, ctx, ns), "moving", fixture.CSIManagedClass, "64Mi")
+	pv := bound(t, ctx, c, claim)
+	uid := pvClaimUID(t, ctx, c, claim)
+	backing := &corev1.PersistentVolumeClaim{}
+	podKey := client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}
+	if err := c.Get(ctx, podKey, backing); err != nil {
+		t.Fatal(err)
+	}
+	return claim, pv, podKey, backing.Spec.VolumeName
+}
+
+// A CSI volume fails over like a legacy one: the server's node dies, the fencer releases the
+// backing disk's VolumeAttachment there, external-attacher attaches the disk to the
+// replacement's node, and the files written before are served again at the same Service IP.
+func TestFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	claim, pv, podKey, backingPV := failingVolume(t, ctx, c, "failover")
+	files := map[string]string{"before.txt": "written before the node died"}
+	writeFiles(t, ctx, address(t, pv), files)
+	dead, _ := killServerNode(t, ctx, c, podKey, backingPV)
+	t.Cleanup(func() { restoreNode(t, dead) })
 	readFiles(t, ctx, address(t, pv), files)
 	sv := &swv1.SharedVolume{}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
@@ -447,5 +470,38 @@ func TestFailover(t *testing.T) {
 	}
 	if sv.Status.FailoverCount < 1 || sv.Status.ServiceIP != pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer] {
 		t.Errorf("after the failover: %d failovers, Service IP %s (PV names %s)", sv.Status.FailoverCount, sv.Status.ServiceIP, pv.Spec.CSI.VolumeAttributes[csidriver.ContextServer])
+	}
+}
+
+// The server's node is killed again and again (SHAREWARDEN_NODE_KILLS times, 20 by default):
+// after every move of the CSI disk, a file written before each kill is read back with all the
+// earlier ones.
+func TestRepeatedNodeKills(t *testing.T) {
+	kills := 20
+	if v := os.Getenv("SHAREWARDEN_NODE_KILLS"); v != "" {
+		if _, err := fmt.Sscan(v, &kills); err != nil {
+			t.Fatalf("SHAREWARDEN_NODE_KILLS=%q: %v", v, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(kills)*time.Minute+3*time.Minute)
+	defer cancel()
+	c := newClient(t)
+	claim, pv, podKey, backingPV := failingVolume(t, ctx, c, "kills")
+	files := map[string]string{}
+	for i := range kills {
+		name := fmt.Sprintf("before-kill-%02d.txt", i+1)
+		files[name] = name
+		writeFiles(t, ctx, address(t, pv), map[string]string{name: name})
+		dead, moved := killServerNode(t, ctx, c, podKey, backingPV)
+		readFiles(t, ctx, address(t, pv), files)
+		t.Logf("kill %d/%d: %s -> %s", i+1, kills, dead, moved)
+		restoreNode(t, dead)
+	}
+	sv := &swv1.SharedVolume{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(claim), sv); err != nil {
+		t.Fatal(err)
+	}
+	if int(sv.Status.FailoverCount) < kills {
+		t.Errorf("%d failovers recorded, want %d", sv.Status.FailoverCount, kills)
 	}
 }

@@ -67,7 +67,11 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	bg := context.Background()
-	plane, err = cluster.Start(ctx, cluster.Config{BinDir: binDir, Nodes: cluster.ThreeNodesTwoZones()})
+	// Six nodes, so that nodes fenced and not yet settled never run the plane dry while the
+	// failover tests kill node after node.
+	nodes := append(cluster.ThreeNodesTwoZones(), cluster.NodeSpec{Name: "node-a3", Zone: "zone-a"},
+		cluster.NodeSpec{Name: "node-b2", Zone: "zone-b"}, cluster.NodeSpec{Name: "node-b3", Zone: "zone-b"})
+	plane, err = cluster.Start(ctx, cluster.Config{BinDir: binDir, Nodes: nodes})
 	if err != nil {
 		fmt.Println("starting control plane:", err)
 		return 1
@@ -89,6 +93,7 @@ func run(m *testing.M) int {
 	opts := fixture.ControllerOptions(plane)
 	opts.LeaderElect = false
 	opts.CSIEndpoint = csiEnv.ControllerEndpoint()
+	opts.UnfenceSettle = 30 * time.Second // the plane's node-monitor-grace-period is 20s
 	ctl := fixture.StartController(bg, opts)
 	defer func() { _ = ctl.Stop() }()
 	if _, err := csiEnv.StartSharewardenSidecars(ctx); err != nil {
