@@ -42,19 +42,6 @@ func namespace(t *testing.T, ctx context.Context, name string) string {
 	return name
 }
 
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if last = cond(); last == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, last)
-}
-
 func rwxClaim(ns, name, class, size string, mutate ...func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
 	c := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -78,7 +65,7 @@ func bound(t *testing.T, ctx context.Context, c client.Client, claim *corev1.Per
 		t.Fatal(err)
 	}
 	pv := &corev1.PersistentVolume{}
-	waitFor(t, ctx, 3*time.Minute, "claim "+claim.Name+" bound to a CSI PV", func() error {
+	fixture.WaitFor(t, ctx, 3*time.Minute, "claim "+claim.Name+" bound to a CSI PV", func() error {
 		if err := csiEnv.Check(); err != nil {
 			return err
 		}
@@ -123,7 +110,7 @@ func writeFiles(t *testing.T, ctx context.Context, addr string, files map[string
 		if err := os.WriteFile(src, []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, 60*time.Second, "writing "+name+" over NFS", func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "writing "+name+" over NFS", func() error {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
 			if out, err := exec.CommandContext(cctx, "nfs-cp", src, nfsURL(addr, "/export/"+name)).CombinedOutput(); err != nil {
@@ -140,7 +127,7 @@ func readFiles(t *testing.T, ctx context.Context, addr string, files map[string]
 	dir := t.TempDir()
 	for name, want := range files {
 		dst := filepath.Join(dir, name)
-		waitFor(t, ctx, 60*time.Second, "reading "+name+" over NFS", func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "reading "+name+" over NFS", func() error {
 			_ = os.Remove(dst)
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			defer cancel()
@@ -173,7 +160,7 @@ func snapshotOf(ns, name, claim string) *snapshotv1.VolumeSnapshot {
 func readySnapshot(t *testing.T, ctx context.Context, c client.Client, vs *snapshotv1.VolumeSnapshot) string {
 	t.Helper()
 	handle := ""
-	waitFor(t, ctx, 2*time.Minute, "snapshot "+vs.Name+" ReadyToUse", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "snapshot "+vs.Name+" ReadyToUse", func() error {
 		got := &snapshotv1.VolumeSnapshot{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(vs), got); err != nil {
 			return err
@@ -253,7 +240,7 @@ func TestSnapshotRestoreClone(t *testing.T) {
 	if err := c.Delete(ctx, vs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 2*time.Minute, "backing snapshot deleted with the snapshot", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "backing snapshot deleted with the snapshot", func() error {
 		err := c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: handle}, &snapshotv1.VolumeSnapshot{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -307,7 +294,7 @@ func TestExpand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := resource.MustParse("128Mi")
-	waitFor(t, ctx, 3*time.Minute, "claim, PV and backing claim at 128Mi", func() error {
+	fixture.WaitFor(t, ctx, 3*time.Minute, "claim, PV and backing claim at 128Mi", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(claim), got); err != nil {
 			return err
 		}
@@ -355,7 +342,7 @@ func TestSnapshotWithoutSnapshotClass(t *testing.T) {
 	if err := c.Create(ctx, vs); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 2*time.Minute, "a CannotSnapshot Warning on the claim", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "a CannotSnapshot Warning on the claim", func() error {
 		evs := &corev1.EventList{}
 		if err := c.List(ctx, evs, client.InNamespace(ns)); err != nil {
 			return err
@@ -390,7 +377,7 @@ func killServerNode(t *testing.T, ctx context.Context, c client.Client, podKey c
 	if err := plane.FailNode(dead); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 3*time.Minute, "the replacement server running elsewhere with the disk attached there", func() error {
+	fixture.WaitFor(t, ctx, 3*time.Minute, "the replacement server running elsewhere with the disk attached there", func() error {
 		p := &corev1.Pod{}
 		if err := c.Get(ctx, podKey, p); err != nil {
 			return err

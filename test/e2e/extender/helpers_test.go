@@ -145,7 +145,7 @@ func setStatus(t *testing.T, ctx context.Context, c client.Client, ns, name stri
 
 func waitBound(t *testing.T, ctx context.Context, c client.Client, ns, name string) {
 	t.Helper()
-	waitFor(t, ctx, time.Minute, "claim "+ns+"/"+name+" Bound", func() error {
+	fixture.WaitFor(t, ctx, time.Minute, "claim "+ns+"/"+name+" Bound", func() error {
 		var pvc corev1.PersistentVolumeClaim
 		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pvc); err != nil {
 			return err
@@ -200,7 +200,7 @@ func schedule(t *testing.T, ctx context.Context, c client.Client, pod *corev1.Po
 		t.Fatal(err)
 	}
 	var node string
-	waitFor(t, ctx, time.Minute, "pod "+pod.Namespace+"/"+pod.Name+" running", func() error {
+	fixture.WaitFor(t, ctx, time.Minute, "pod "+pod.Namespace+"/"+pod.Name+" running", func() error {
 		var p corev1.Pod
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), &p); err != nil {
 			return err
@@ -212,19 +212,6 @@ func schedule(t *testing.T, ctx context.Context, c client.Client, pod *corev1.Po
 		return nil
 	})
 	return node
-}
-
-// waitFor polls cond every 200ms until it holds or timeout passes; the last error explains.
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = cond()
-		return last == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("%s: not within %s: %v", what, timeout, last)
-	}
 }
 
 // requests reads the extender's request counter from /metrics, summed by kind.
@@ -294,7 +281,7 @@ func waitExtenderRefuses(t *testing.T, ctx context.Context, pod *corev1.Pod, nod
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 30*time.Second, "the extender refusing "+node, func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "the extender refusing "+node, func() error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, extenderURL+extender.DefaultURLPrefix+"/filter", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)

@@ -137,7 +137,7 @@ func statefulSetFailover(b *testing.B, ctx context.Context, capDur time.Duration
 		b.Fatal(err)
 	}
 	var node string
-	waitFor(b, ctx, 2*time.Minute, "StatefulSet pod running", func() error {
+	fixture.WaitFor(b, ctx, 2*time.Minute, "StatefulSet pod running", func() error {
 		p, err := cs.CoreV1().Pods(ns).Get(ctx, "nfs-0", metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -51,19 +51,6 @@ func serves(ep serverrunner.Endpoint) error {
 	return err
 }
 
-func waitFor(t testing.TB, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if last = cond(); last == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, last)
-}
-
 // accepted is one write a server acknowledged, with when it was sent and acknowledged.
 type accepted struct {
 	server     types.UID
@@ -148,7 +135,7 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 			t.Errorf("deleting claim: %v", err)
 			return
 		}
-		waitFor(t, ctx, 60*time.Second, "volume removed", func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "volume removed", func() error {
 			sv := &swv1.SharedVolume{}
 			if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err == nil {
 				claim := &corev1.PersistentVolumeClaim{}
@@ -164,7 +151,7 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 	if err := v.c.Get(ctx, v.podKey, v.first); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 30*time.Second, "first server running", func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "first server running", func() error {
 		var ok bool
 		if v.ep, ok = v.runner.EndpointByUID(v.first.UID); !ok {
 			return fmt.Errorf("no agent yet")
@@ -178,7 +165,7 @@ func newVolume(t testing.TB, ctx context.Context, ns string, agentArgs ...string
 func (v *volume) waitReady(t testing.TB, ctx context.Context, failovers int32) *swv1.SharedVolume {
 	t.Helper()
 	sv := &swv1.SharedVolume{}
-	waitFor(t, ctx, 90*time.Second, fmt.Sprintf("volume Ready after %d failovers", failovers), func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, fmt.Sprintf("volume Ready after %d failovers", failovers), func() error {
 		if err := v.c.Get(ctx, client.ObjectKeyFromObject(v.claim), sv); err != nil {
 			return err
 		}
@@ -201,7 +188,7 @@ func TestPartitionFailover(t *testing.T) {
 	v := newVolume(t, ctx, "fence")
 	serviceIP := v.sv.Status.ServiceIP
 	l := startLoad(t, v.runner, v.first.UID, v.ep)
-	waitFor(t, ctx, 60*time.Second, "records written before the failure", func() error {
+	fixture.WaitFor(t, ctx, 60*time.Second, "records written before the failure", func() error {
 		if n := l.ackedCount(); n < 5 {
 			return fmt.Errorf("%d records", n)
 		}
@@ -245,7 +232,7 @@ func TestPartitionFailover(t *testing.T) {
 
 	phases := watchPhases(ctx, v)
 	f := killServerNode(t, ctx, v.c, l, v.podKey)
-	waitFor(t, ctx, 90*time.Second, "the writer's records carry on past the failover", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "the writer's records carry on past the failover", func() error {
 		if n := l.ackedCount(); n < ackedBefore+20 {
 			return fmt.Errorf("%d records, %d before the failover", n, ackedBefore)
 		}
@@ -294,7 +281,7 @@ func TestPartitionFailover(t *testing.T) {
 
 	// The volume's record tells the story; the Service IP did not change.
 	sv := v.waitReady(t, ctx, 1)
-	waitFor(t, ctx, 10*time.Second, "phases seen: through Fenced back to Ready", func() error {
+	fixture.WaitFor(t, ctx, 10*time.Second, "phases seen: through Fenced back to Ready", func() error {
 		if seen := phases(); !slices.Contains(seen, swv1.PhaseFenced) || seen[len(seen)-1] != swv1.PhaseReady {
 			return fmt.Errorf("phases %v", seen)
 		}
@@ -329,7 +316,7 @@ func TestPartitionFailover(t *testing.T) {
 	}
 
 	// The node itself goes NotReady: fenced as a whole.
-	waitFor(t, ctx, 90*time.Second, "node fenced as a whole", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "node fenced as a whole", func() error {
 		n := &corev1.Node{}
 		if err := v.c.Get(ctx, client.ObjectKey{Name: f.deadNode}, n); err != nil {
 			return err
@@ -341,7 +328,7 @@ func TestPartitionFailover(t *testing.T) {
 	})
 
 	// The consumer stuck on the fenced node was evicted, so its controller can start it elsewhere.
-	waitFor(t, ctx, 30*time.Second, "consumer on the fenced node evicted", func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "consumer on the fenced node evicted", func() error {
 		if err := v.c.Get(ctx, client.ObjectKeyFromObject(consumer), &corev1.Pod{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("consumer still there (err %v)", err)
 		}
@@ -350,7 +337,7 @@ func TestPartitionFailover(t *testing.T) {
 
 	// It comes back: unfenced after the settle period, and the stale server never serves.
 	restoreNode(t, ctx, l, f.deadNode)
-	waitFor(t, ctx, 90*time.Second, "node unfenced and forgotten by the volume", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "node unfenced and forgotten by the volume", func() error {
 		n := &corev1.Node{}
 		if err := v.c.Get(ctx, client.ObjectKey{Name: f.deadNode}, n); err != nil {
 			return err

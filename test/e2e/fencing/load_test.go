@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/nfs4"
 	"github.com/sharewarden/sharewarden/test/serverrunner"
 )
@@ -297,7 +298,7 @@ func killServerNode(t testing.TB, ctx context.Context, c client.Client, l *load,
 	if err := plane.FailNode(f.deadNode); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 90*time.Second, "replacement server running elsewhere", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "replacement server running elsewhere", func() error {
 		p := &corev1.Pod{}
 		if err := c.Get(ctx, podKey, p); err != nil {
 			return err
@@ -317,7 +318,7 @@ func killServerNode(t testing.TB, ctx context.Context, c client.Client, l *load,
 	if f.replacement.Spec.NodeName == f.deadNode {
 		t.Fatalf("replacement placed on the dead node %s", f.deadNode)
 	}
-	waitFor(t, ctx, 90*time.Second, "a write acknowledged by the replacement", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "a write acknowledged by the replacement", func() error {
 		if at, ok := l.firstAccepted(f.replacement.UID); ok {
 			f.acknowledge = at.Sub(t0)
 			return nil

@@ -51,24 +51,6 @@ func rwxClaim(ns, name, size string) *corev1.PersistentVolumeClaim {
 	}
 }
 
-// waitFor polls cond every 200ms until it holds or timeout passes; the last error explains.
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if last = cond(); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v (last: %v)", what, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, last)
-}
-
 func sharedVolume(ctx context.Context, c client.Client, ns, name string) (*swv1.SharedVolume, error) {
 	sv := &swv1.SharedVolume{}
 	return sv, c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, sv)
@@ -77,7 +59,7 @@ func sharedVolume(ctx context.Context, c client.Client, ns, name string) (*swv1.
 func waitReady(t *testing.T, ctx context.Context, c client.Client, ns, name string) *swv1.SharedVolume {
 	t.Helper()
 	var sv *swv1.SharedVolume
-	waitFor(t, ctx, 90*time.Second, "volume "+ns+"/"+name+" Ready and claim Bound", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "volume "+ns+"/"+name+" Ready and claim Bound", func() error {
 		var err error
 		if sv, err = sharedVolume(ctx, c, ns, name); err != nil {
 			return err
@@ -161,7 +143,7 @@ func TestClaimLifecycle(t *testing.T) {
 	}
 
 	// Events tell the story on the claim.
-	waitFor(t, ctx, 10*time.Second, "events on the claim", func() error {
+	fixture.WaitFor(t, ctx, 10*time.Second, "events on the claim", func() error {
 		evs, err := plane.Client().EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -194,7 +176,7 @@ func TestClaimLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, ctx, 60*time.Second, "three consumers running and counted", func() error {
+	fixture.WaitFor(t, ctx, 60*time.Second, "three consumers running and counted", func() error {
 		sv, err := sharedVolume(ctx, c, ns, "shared")
 		if err != nil {
 			return err
@@ -214,7 +196,7 @@ func TestClaimLifecycle(t *testing.T) {
 	if err := c.Update(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 30*time.Second, "backing claim resized", func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "backing claim resized", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(backing), backing); err != nil {
 			return err
 		}
@@ -227,7 +209,7 @@ func TestClaimLifecycle(t *testing.T) {
 	if err := c.Status().Update(ctx, backing); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 30*time.Second, "PV and claim grown", func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "PV and claim grown", func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pv), pv); err != nil {
 			return err
 		}
@@ -250,7 +232,7 @@ func TestClaimLifecycle(t *testing.T) {
 	if err := c.Delete(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 90*time.Second, "every object of the volume removed", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "every object of the volume removed", func() error {
 		var left []string
 		for _, o := range []client.Object{
 			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: fixture.SystemNamespace, Name: name}},
@@ -284,7 +266,7 @@ func TestControllerKilledMidProvisioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	uid := string(claim.UID)
-	waitFor(t, ctx, 60*time.Second, "backing claim created", func() error {
+	fixture.WaitFor(t, ctx, 60*time.Second, "backing claim created", func() error {
 		return c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: "sw-" + uid}, &corev1.PersistentVolumeClaim{})
 	})
 	if err := ctl.Stop(); err != nil {

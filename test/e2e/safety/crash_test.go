@@ -96,7 +96,7 @@ func objectsOf(ctx context.Context, c client.Client, ns string) (map[string][]st
 // waitReleased waits until nothing the controller made for claims of ns is left.
 func waitReleased(t testing.TB, ctx context.Context, c client.Client, ns string) {
 	t.Helper()
-	waitFor(t, ctx, 90*time.Second, "everything of "+ns+" released", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "everything of "+ns+" released", func() error {
 		got, err := objectsOf(ctx, c, ns)
 		if err != nil {
 			return err
@@ -237,7 +237,7 @@ func controllerOptions() *provisioner.Options {
 
 func readyOnce(t *testing.T, ctx context.Context, c client.Client, key client.ObjectKey) {
 	t.Helper()
-	waitFor(t, ctx, 90*time.Second, "volume "+key.String()+" Ready", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "volume "+key.String()+" Ready", func() error {
 		sv := &swv1.SharedVolume{}
 		if err := c.Get(ctx, key, sv); err != nil {
 			return err
@@ -333,7 +333,7 @@ func TestCrashDuringFencing(t *testing.T) {
 
 			startController(t, bg, controllerOptions()) // stopped when the test ends
 			// Play the replacement's agent: it takes the released lease once it runs.
-			waitFor(t, ctx, 90*time.Second, "a replacement server off "+old.Spec.NodeName+", holding the lease", func() error {
+			fixture.WaitFor(t, ctx, 90*time.Second, "a replacement server off "+old.Spec.NodeName+", holding the lease", func() error {
 				repl := &corev1.Pod{}
 				if err := c.Get(ctx, client.ObjectKeyFromObject(old), repl); err != nil {
 					return err
@@ -362,7 +362,7 @@ func TestCrashDuringFencing(t *testing.T) {
 				}
 				return fmt.Errorf("lease just taken")
 			})
-			waitFor(t, ctx, 60*time.Second, "failover complete", func() error {
+			fixture.WaitFor(t, ctx, 60*time.Second, "failover complete", func() error {
 				sv := &swv1.SharedVolume{}
 				if err := c.Get(ctx, key, sv); err != nil {
 					return err

@@ -31,7 +31,7 @@ func rollOnce(t testing.TB, ctx context.Context, s *stack, h *holder, key client
 	s.opts.ServerExtraArgs = []string{arg}
 	start := time.Now()
 	s.ctl = fixture.StartController(context.WithoutCancel(ctx), s.opts)
-	waitFor(t, ctx, 2*time.Minute, "the server rolled on its node", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "the server rolled on its node", func() error {
 		p := &corev1.Pod{}
 		if err := s.c.Get(ctx, client.ObjectKeyFromObject(old), p); err != nil {
 			return err
@@ -48,7 +48,7 @@ func rollOnce(t testing.TB, ctx context.Context, s *stack, h *holder, key client
 		return nil
 	})
 	n := h.acked()
-	waitFor(t, ctx, 90*time.Second, "the held open writing on the rolled server", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "the held open writing on the rolled server", func() error {
 		if h.acked() < n+5 {
 			return fmt.Errorf("%d records since the roll", h.acked()-n)
 		}
@@ -81,7 +81,7 @@ func TestPlannedRestart(t *testing.T) {
 	defer cancel()
 	s, claim, h := heldVolume(t, ctx, "roll")
 	key := client.ObjectKeyFromObject(claim)
-	waitFor(t, ctx, time.Minute, "the held open writing", func() error {
+	fixture.WaitFor(t, ctx, time.Minute, "the held open writing", func() error {
 		if h.acked() < 20 {
 			return fmt.Errorf("%d records", h.acked())
 		}
@@ -136,7 +136,7 @@ func (s *stack) createClaim(t testing.TB, ctx context.Context, claim *corev1.Per
 			t.Errorf("deleting claim: %v", err)
 			return
 		}
-		waitFor(t, ctx, 90*time.Second, "volume released", func() error {
+		fixture.WaitFor(t, ctx, 90*time.Second, "volume released", func() error {
 			sv := &swv1.SharedVolume{}
 			if err := s.c.Get(ctx, client.ObjectKeyFromObject(claim), sv); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("SharedVolume still there (%v)", err)

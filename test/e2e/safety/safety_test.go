@@ -145,19 +145,6 @@ func (h *holder) check(t testing.TB, ctx context.Context) {
 	t.Logf("held open: %d records acknowledged and read back, reclaimed %d times", n, h.open.Reclaims())
 }
 
-func waitFor(t testing.TB, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if last = cond(); last == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, last)
-}
-
 func rwxClaim(ns, name string) *corev1.PersistentVolumeClaim {
 	return &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -236,7 +223,7 @@ func (w *writer) ackedNames() []string {
 func (w *writer) waitProgress(t *testing.T, ctx context.Context, n int, after string) {
 	t.Helper()
 	start := len(w.ackedNames())
-	waitFor(t, ctx, 90*time.Second, "writes acknowledged again after "+after, func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "writes acknowledged again after "+after, func() error {
 		if got := len(w.ackedNames()) - start; got < n {
 			return fmt.Errorf("%d of %d writes acknowledged", got, n)
 		}
@@ -248,7 +235,7 @@ func (w *writer) waitProgress(t *testing.T, ctx context.Context, n int, after st
 func (w *writer) verify(t *testing.T, ctx context.Context, after string) {
 	t.Helper()
 	acked := w.ackedNames()
-	waitFor(t, ctx, 30*time.Second, "every acknowledged write readable after "+after, func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "every acknowledged write readable after "+after, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		out, err := exec.CommandContext(cctx, "nfs-ls", nfsURL(w.addr, "/export")).CombinedOutput()
@@ -273,7 +260,7 @@ func (w *writer) verify(t *testing.T, ctx context.Context, after string) {
 // warningEvent waits for an Event of reason about the object named name in ns.
 func warningEvent(t *testing.T, ctx context.Context, ns, name, reason string) {
 	t.Helper()
-	waitFor(t, ctx, 60*time.Second, "Event "+reason+" on "+ns+"/"+name, func() error {
+	fixture.WaitFor(t, ctx, 60*time.Second, "Event "+reason+" on "+ns+"/"+name, func() error {
 		evs, err := plane.Client().CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 		if err != nil {
 			return err
@@ -343,7 +330,7 @@ func newStack(t testing.TB, ctx context.Context, ns string) *stack {
 func (s *stack) waitReady(t testing.TB, ctx context.Context, key client.ObjectKey) *swv1.SharedVolume {
 	t.Helper()
 	sv := &swv1.SharedVolume{}
-	waitFor(t, ctx, 90*time.Second, "volume "+key.String()+" Ready", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "volume "+key.String()+" Ready", func() error {
 		if err := s.c.Get(ctx, key, sv); err != nil {
 			return err
 		}
@@ -411,7 +398,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 		t.Helper()
 		w.waitProgress(t, ctx, 3, after)
 		n := h.acked()
-		waitFor(t, ctx, 90*time.Second, "the held open writing again after "+after, func() error {
+		fixture.WaitFor(t, ctx, 90*time.Second, "the held open writing again after "+after, func() error {
 			if h.acked() < n+3 {
 				return fmt.Errorf("%d records since", h.acked()-n)
 			}
@@ -432,7 +419,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	}
 	waitDegraded := func(reason string) {
 		t.Helper()
-		waitFor(t, ctx, 60*time.Second, "Degraded "+reason, func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "Degraded "+reason, func() error {
 			sv, c, err := degraded(ctx, s.c, key)
 			if err != nil {
 				return err
@@ -448,7 +435,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	}
 	waitHealthy := func() {
 		t.Helper()
-		waitFor(t, ctx, 60*time.Second, "not Degraded", func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "not Degraded", func() error {
 			_, c, err := degraded(ctx, s.c, key)
 			if err != nil {
 				return err
@@ -494,7 +481,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 		if err := s.c.Update(ctx, svc); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, 60*time.Second, "Service recreated at "+ip, func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "Service recreated at "+ip, func() error {
 			got := &corev1.Service{}
 			if err := s.c.Get(ctx, client.ObjectKeyFromObject(svc), got); err != nil {
 				return err
@@ -527,7 +514,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 		if err := s.c.Delete(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, 60*time.Second, "a new server pod", func() error {
+		fixture.WaitFor(t, ctx, 60*time.Second, "a new server pod", func() error {
 			got := &corev1.Pod{}
 			if err := s.c.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
 				return err
@@ -549,7 +536,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 		if err := s.c.Delete(ctx, lease); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, ctx, 30*time.Second, "lease back", func() error {
+		fixture.WaitFor(t, ctx, 30*time.Second, "lease back", func() error {
 			return s.c.Get(ctx, client.ObjectKeyFromObject(lease), lease)
 		})
 		still("the Lease was deleted")
@@ -570,7 +557,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 			t.Fatal(err)
 		}
 		warningEvent(t, ctx, key.Namespace, key.Name, provisioner.ReasonViewRecreated)
-		waitFor(t, ctx, 30*time.Second, "SharedVolume recreated", func() error {
+		fixture.WaitFor(t, ctx, 30*time.Second, "SharedVolume recreated", func() error {
 			sv := &swv1.SharedVolume{}
 			if err := s.c.Get(ctx, key, sv); err != nil {
 				return err
@@ -604,7 +591,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	if err := s.c.Delete(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 90*time.Second, "volume released", func() error {
+	fixture.WaitFor(t, ctx, 90*time.Second, "volume released", func() error {
 		for _, obj := range []client.Object{
 			&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: fixture.SystemNamespace, Name: name}},
 			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: fixture.SystemNamespace, Name: name}},
