@@ -286,16 +286,8 @@ func (c *CSIController) checkContentSource(ctx context.Context, src *csi.VolumeC
 	case src == nil:
 		return nil
 	case src.GetVolume() != nil:
-		id := src.GetVolume().GetVolumeId()
-		uid, ok := volumeUID(id)
-		if !ok {
-			return status.Errorf(codes.NotFound, "source volume %s is not a ShareWarden volume", id)
-		}
-		backing := &corev1.PersistentVolumeClaim{}
-		if err := c.client().Get(ctx, types.NamespacedName{Namespace: c.namespace(), Name: swv1.ObjectName(uid)}, backing); apierrors.IsNotFound(err) {
-			return status.Errorf(codes.NotFound, "source volume %s does not exist", id)
-		} else if err != nil {
-			return status.Errorf(codes.Unavailable, "getting source volume %s: %v", id, err)
+		if _, err := c.backingClaim(ctx, src.GetVolume().GetVolumeId()); err != nil {
+			return status.Errorf(status.Code(err), "source %s", status.Convert(err).Message())
 		}
 	case src.GetSnapshot() != nil:
 		id := src.GetSnapshot().GetSnapshotId()
