@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
@@ -60,15 +61,23 @@ type Fencer struct {
 	Now      func() time.Time
 	// OnStep, when set, is called after each fencing step's write (the crash tests stop there).
 	OnStep func(ctx context.Context, step Step, lease types.NamespacedName)
+	// Wake, when set, receives a lease once it may have stayed unchanged for D plus the margin
+	// (SetupWithManager feeds it into the controller's queue, and closes Done when the manager
+	// stops). A renewal then never reaches Reconcile: it only moves the lease's deadline timer
+	// (Renewed). Without Wake, Reconcile asks to be requeued at the deadline instead.
+	Wake chan<- event.GenericEvent
+	Done <-chan struct{}
 
 	mu   sync.Mutex
-	seen map[types.NamespacedName]observation
+	seen map[types.NamespacedName]*observation
 }
 
-// observation is when this process last saw a lease change, on its own monotonic clock.
+// observation is when this process last saw a lease change, on its own monotonic clock, and
+// the timer that wakes the lease's reconcile at its deadline.
 type observation struct {
 	resourceVersion string
 	at              time.Time
+	deadline        *time.Timer
 }
 
 // Verdict says how long to wait before a lease's holder may be declared stopped: zero or less
@@ -114,28 +123,85 @@ func (f *Fencer) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, 
 		return ctrl.Result{}, nil
 	}
 	if wait > 0 {
+		if f.arm(req.NamespacedName, wait) {
+			return ctrl.Result{}, nil
+		}
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	return f.fence(ctx, lease, holder)
+}
+
+// IsRenewal tells whether an update of a lease is only its holder renewing it: held by the same
+// holder before and after, its fencing annotations untouched. Such an update changes nothing
+// the Fencer decides on but the time it last saw the lease change.
+func IsRenewal(old, cur *coordinationv1.Lease) bool {
+	holder := ptr.Deref(cur.Spec.HolderIdentity, "")
+	return holder != "" && holder == ptr.Deref(old.Spec.HolderIdentity, "") &&
+		old.Annotations[swv1.AnnotationFencedHolder] == cur.Annotations[swv1.AnnotationFencedHolder] &&
+		old.Annotations[swv1.AnnotationFencedNode] == cur.Annotations[swv1.AnnotationFencedNode]
+}
+
+// Renewed takes a renewal the watch delivered (IsRenewal): it records when this process saw
+// the lease change, exactly as Reconcile would, and moves the lease's deadline to D plus the
+// margin from then. That is all a renewal costs; the lease is reconciled only if the deadline
+// passes without another one. It tells whether a deadline timer is armed (false without Wake,
+// and the caller must then enqueue the lease).
+func (f *Fencer) Renewed(lease *coordinationv1.Lease) bool {
+	key := client.ObjectKeyFromObject(lease)
+	f.Metrics.renewal()
+	seenAt := f.observe(key, lease)
+	_, wait := Verdict(lease, seenAt, f.now(), f.Config.Margin)
+	return f.arm(key, wait)
 }
 
 func (f *Fencer) observe(key types.NamespacedName, lease *coordinationv1.Lease) time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.seen == nil {
-		f.seen = map[types.NamespacedName]observation{}
+		f.seen = map[types.NamespacedName]*observation{}
 	}
 	o, ok := f.seen[key]
-	if !ok || o.resourceVersion != lease.ResourceVersion {
-		o = observation{resourceVersion: lease.ResourceVersion, at: f.now()}
+	if !ok {
+		o = &observation{}
 		f.seen[key] = o
 	}
+	if !ok || o.resourceVersion != lease.ResourceVersion {
+		o.resourceVersion, o.at = lease.ResourceVersion, f.now()
+	}
 	return o.at
+}
+
+// arm (re)sets the lease's deadline timer to send it to Wake after wait. It tells whether it
+// did: without Wake, or for a lease not observed, nothing is armed.
+func (f *Fencer) arm(key types.NamespacedName, wait time.Duration) bool {
+	if f.Wake == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.seen[key]
+	if !ok {
+		return false
+	}
+	if o.deadline != nil {
+		o.deadline.Reset(wait)
+		return true
+	}
+	o.deadline = time.AfterFunc(wait, func() {
+		select {
+		case f.Wake <- event.GenericEvent{Object: &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		case <-f.Done:
+		}
+	})
+	return true
 }
 
 func (f *Fencer) forget(key types.NamespacedName) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if o, ok := f.seen[key]; ok && o.deadline != nil {
+		o.deadline.Stop()
+	}
 	delete(f.seen, key)
 }
 
@@ -288,6 +354,7 @@ func (f *Fencer) event(regarding runtime.Object, typ, reason, action, msg string
 type Metrics struct {
 	fencings prometheus.Counter
 	nodes    prometheus.Counter
+	renewals prometheus.Counter
 }
 
 // NewMetrics registers fencing metrics with reg (reusing them if already there).
@@ -295,10 +362,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		fencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_fencings_total", Help: "Servers declared stopped and fenced after their lease expired."}),
 		nodes:    prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_node_fencings_total", Help: "Nodes fenced as a whole (NotReady while a server was fenced off them)."}),
+		renewals: prometheus.NewCounter(prometheus.CounterOpts{Name: "sharewarden_lease_renewals_seen_total", Help: "Server lease renewals the Fencer saw; each only moves the lease's deadline, none is reconciled."}),
 	}
 	m.fencings = report.Register(reg, m.fencings)
 	m.nodes = report.Register(reg, m.nodes)
+	m.renewals = report.Register(reg, m.renewals)
 	return m
+}
+
+func (m *Metrics) renewal() {
+	if m != nil {
+		m.renewals.Inc()
+	}
 }
 
 func (m *Metrics) fenced() {

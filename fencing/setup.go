@@ -7,13 +7,16 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
@@ -35,9 +38,13 @@ type SetupOptions struct {
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) error {
 	recorder := mgr.GetEventRecorder("sharewarden-fencer")
 	m := NewMetrics(metrics.Registry)
-	f := &Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: m, OnStep: opts.OnStep, Config: opts.Fencer}
+	wake := make(chan event.GenericEvent, 1024)
+	f := &Fencer{Client: mgr.GetClient(), Recorder: recorder, Metrics: m, OnStep: opts.OnStep, Config: opts.Fencer, Wake: wake, Done: ctx.Done()}
 	err := ctrl.NewControllerManagedBy(mgr).Named("fencer").
-		For(&coordinationv1.Lease{}).
+		// Every change of a server lease but a renewal is reconciled; a renewal only moves the
+		// lease's deadline, whose timer comes back through wake.
+		Watches(&coordinationv1.Lease{}, leaseEvents(f)).
+		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
 		// One controller per manager; names repeat only when tests run several managers in a process.
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(opts.Workers, 1), SkipNameValidation: ptr.To(true)}).
 		Complete(f)
@@ -57,6 +64,34 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) 
 		return fmt.Errorf("building node fencer: %w", err)
 	}
 	return nil
+}
+
+// leaseEvents enqueues a lease on its creation, deletion and every update but a renewal (a
+// new holder, a release, the fencing annotations); a renewal goes to f.Renewed, which enqueues
+// nothing while it can arm the lease's deadline.
+func leaseEvents(f *Fencer) handler.Funcs {
+	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+		q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			old, ok1 := e.ObjectOld.(*coordinationv1.Lease)
+			cur, ok2 := e.ObjectNew.(*coordinationv1.Lease)
+			if ok1 && ok2 && IsRenewal(old, cur) && f.Renewed(cur) {
+				return
+			}
+			enqueue(q, e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.Object)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.Object)
+		},
+	}
 }
 
 // podNode indexes a pod by IndexPodNode.
