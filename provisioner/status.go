@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -160,6 +161,14 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 		degraded, reason, msg := degradedCondition(obs.Warnings)
 		cond(swv1.ConditionDegraded, degraded, reason, msg)
 	}
+	// A newer renewal time alone is not worth a write (see LeaseStatusRefresh).
+	if st.Lease != nil && prev.Lease != nil && st.Lease.Holder == prev.Lease.Holder {
+		probe := st
+		probe.Lease = prev.Lease
+		if apiequality.Semantic.DeepEqual(probe, prev) {
+			st.Lease = prev.Lease
+		}
+	}
 	return st
 }
 
@@ -178,9 +187,11 @@ func degradedCondition(warnings []Problem) (bool, string, string) {
 	return true, strings.Join(reasons, ","), strings.Join(msgs, "; ")
 }
 
-// LeaseStatusRefresh is how stale status.lease.renewTime may get while the same holder keeps
-// renewing: servers renew every few seconds, and writing each renewal into every volume's
-// status would cost the apiserver a write per volume per renewal. The Lease itself is exact.
+// LeaseStatusRefresh is how often at most status.lease.renewTime is refreshed while the same
+// holder keeps renewing, and only along with a change the status is written for anyway: servers
+// renew every few seconds, and writing renewals into every volume's status would cost the
+// apiserver a write per volume per renewal (and a restarted controller, which reconciles every
+// volume, a write per volume). The Lease itself is exact.
 const LeaseStatusRefresh = time.Minute
 
 func leaseStatus(prev, cur *swv1.LeaseStatus) *swv1.LeaseStatus {
