@@ -49,9 +49,9 @@ func BenchmarkProvision(b *testing.B) {
 		b.Fatal(err)
 	}
 	four := []cluster.NodeSpec{{Name: "b1", Zone: "a"}, {Name: "b2", Zone: "a"}, {Name: "b3", Zone: "b"}, {Name: "b4", Zone: "b"}}
-	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes) })
-	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes) })
-	b.Run("new-user-3-nodes", func(b *testing.B) { benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}) })
+	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, false) })
+	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, false) })
+	b.Run("new-user-3-nodes", func(b *testing.B) { benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, true) })
 }
 
 func parseSizes(s string) ([]int, error) {
@@ -70,7 +70,11 @@ func parseSizes(s string) ([]int, error) {
 // when raised; the defaults are 20/30, 50/100 and 100/200.
 const raisedQPS, raisedBurst = 500, 1000
 
-func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes []int) {
+// benchProvision runs each batch size on one plane: ShareWarden claims, then as many plain
+// claims with a pod each. With unmarked, a first batch of ShareWarden claims is admitted as the
+// webhook did before it named the provisioner on them (see mutators.MutateClaim), for the
+// comparison on the same plane.
+func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes []int, unmarked bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	work := b.TempDir()
@@ -101,8 +105,12 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 	for _, n := range sizes {
 		total += n
 	}
+	batches := 2
+	if unmarked {
+		batches = 3
+	}
 	// One local PV per backing claim and per plain claim, spread over the nodes.
-	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: (2*total)/len(nodes) + 10, PVSize: "2Gi"}); err != nil {
+	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: (batches*total)/len(nodes) + 10, PVSize: "2Gi"}); err != nil {
 		b.Fatal(err)
 	}
 	bin, err := cluster.BuildSharewarden(work)
@@ -141,6 +149,23 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 	b.ResetTimer()
 	for b.Loop() {
 		for _, n := range sizes {
+			at := fmt.Sprintf("@%d", n)
+			var old batch
+			if unmarked {
+				ns := fmt.Sprintf("sw-unmarked-%d", n)
+				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+					b.Fatal(err)
+				}
+				old = runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
+					pvc := rwx(ns, claimName(i))
+					delete(pvc.Annotations, swv1.AnnotationStorageProvisioner)
+					delete(pvc.Annotations, swv1.AnnotationBetaStorageProvisioner)
+					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+					return err
+				}, swSteps)
+				b.ReportMetric(old.rate, "sw-unmarked-claims/s"+at)
+				b.ReportMetric(old.perVolume("pv-controller"), "sw-unmarked-pvctl-writes/vol"+at)
+			}
 			ns := fmt.Sprintf("sw-%d", n)
 			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 				b.Fatal(err)
@@ -164,13 +189,16 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 				return err
 			}, plainSteps)
 
-			at := fmt.Sprintf("@%d", n)
 			b.ReportMetric(sw.rate, "sw-claims/s"+at)
 			b.ReportMetric(plain.rate, "rwo-claims/s"+at)
 			b.ReportMetric(sw.rate/plain.rate, "ratio"+at)
 			b.ReportMetric(sw.perVolume("pv-controller"), "sw-pvctl-writes/vol"+at)
 			b.ReportMetric(plain.perVolume("pv-controller"), "rwo-pvctl-writes/vol"+at)
 			b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+at)
+			if unmarked {
+				b.Logf("%d claims at once, limits %s: ShareWarden claims admitted without the provisioner annotation %.1f claims/s (ratio %.2f)\n%s",
+					n, limitsName(raised), old.rate, old.rate/plain.rate, old.report("ShareWarden RWX claim, unmarked"))
+			}
 			b.Logf("%d claims at once, limits %s: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s\n%s",
 				n, limitsName(raised), sw.rate, plain.rate, sw.rate/plain.rate, sw.report("ShareWarden RWX claim"), plain.report("plain RWO claim + pod"))
 		}
