@@ -173,12 +173,24 @@ func MutateClaim(pvc *corev1.PersistentVolumeClaim, f ClaimFacts) (ClaimResult, 
 		out.Annotations = map[string]string{}
 	}
 	out.Annotations[v1alpha1.AnnotationBackingStorageClass] = backing
+	markProvisioner(out, f.Classes[f.ManagedClass])
 	if className == f.ManagedClass {
 		return ClaimResult{Claim: out, Changed: true, Outcome: BackingRecorded}, nil
 	}
 	managed := f.ManagedClass
 	out.Spec.StorageClassName = &managed
 	return ClaimResult{Claim: out, Changed: true, Outcome: Rewritten}, nil
+}
+
+// markProvisioner names the managed class's provisioner on the claim as kube-controller-manager's
+// PV controller would (see v1alpha1.AnnotationStorageProvisioner), so that it need not update the
+// claim itself. Without the class (not looked up) the claim is left for the PV controller.
+func markProvisioner(pvc *corev1.PersistentVolumeClaim, managed *storagev1.StorageClass) {
+	if managed == nil || !v1alpha1.IsManagedProvisioner(managed.Provisioner) {
+		return
+	}
+	pvc.Annotations[v1alpha1.AnnotationStorageProvisioner] = managed.Provisioner
+	pvc.Annotations[v1alpha1.AnnotationBetaStorageProvisioner] = managed.Provisioner
 }
 
 // Annotations that make a storage class the cluster default.

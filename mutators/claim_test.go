@@ -323,6 +323,49 @@ func TestMutateClaim(t *testing.T) {
 			if got := res.Claim.Annotations[v1alpha1.AnnotationBackingStorageClass]; got != tc.backing {
 				t.Errorf("backing annotation %q, want %q", got, tc.backing)
 			}
+			// A claim the rules change is admitted marked with the managed class's provisioner,
+			// as the PV controller would mark it; one passed untouched keeps its annotations.
+			if changed {
+				for _, k := range []string{v1alpha1.AnnotationStorageProvisioner, v1alpha1.AnnotationBetaStorageProvisioner} {
+					if got := res.Claim.Annotations[k]; got != v1alpha1.Provisioner {
+						t.Errorf("annotation %s %q, want %q", k, got, v1alpha1.Provisioner)
+					}
+				}
+			} else if _, ok := res.Claim.Annotations[v1alpha1.AnnotationStorageProvisioner]; ok {
+				t.Error("an untouched claim got the provisioner annotation")
+			}
+		})
+	}
+}
+
+// The provisioner named on a rewritten claim is the managed class's, CSI or legacy; without the
+// class at hand, or with a class of another provisioner, the claim is left for the PV controller
+// to mark.
+func TestMutateClaimMarksProvisioner(t *testing.T) {
+	for _, tc := range []struct {
+		name, provisioner, want string
+		drop                    bool
+	}{
+		{name: "legacy class", provisioner: v1alpha1.Provisioner, want: v1alpha1.Provisioner},
+		{name: "CSI class", provisioner: v1alpha1.CSIDriverName, want: v1alpha1.CSIDriverName},
+		{name: "class of another provisioner", provisioner: "csi.example.com"},
+		{name: "managed class not looked up", drop: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := facts()
+			f.Classes[managed].Provisioner = tc.provisioner
+			if tc.drop {
+				delete(f.Classes, managed)
+			}
+			res, err := mutators.MutateClaim(claim(on("fast")), f)
+			if err != nil || res.Outcome != mutators.Rewritten {
+				t.Fatalf("outcome %q, err %v; want rewritten", res.Outcome, err)
+			}
+			for _, k := range []string{v1alpha1.AnnotationStorageProvisioner, v1alpha1.AnnotationBetaStorageProvisioner} {
+				if got := res.Claim.Annotations[k]; got != tc.want {
+					t.Errorf("annotation %s %q, want %q", k, got, tc.want)
+				}
+			}
 		})
 	}
 }

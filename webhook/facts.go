@@ -154,6 +154,10 @@ func (f facts) forClaim(ctx context.Context, pvc, old *corev1.PersistentVolumeCl
 		}
 	case !mutators.IsOptedIn(out.Classes[className]):
 		return out, nil
+	default: // rewritten to the managed class, whose provisioner the claim is marked with
+		if err := f.class(ctx, f.cfg.ManagedClass, out.Classes); err != nil {
+			return out, err
+		}
 	}
 	name, ok := sourceClaim(pvc)
 	if !ok {

@@ -159,13 +159,17 @@ func TestClaimRewritten(t *testing.T) {
 	if got.Annotations[v1alpha1.AnnotationBackingStorageClass] != "fast" || got.Annotations["team"] != "a" {
 		t.Errorf("annotations %v", got.Annotations)
 	}
+	// Marked with the managed class's provisioner, so the PV controller need not update it.
+	if got.Annotations[v1alpha1.AnnotationStorageProvisioner] != v1alpha1.Provisioner || got.Annotations[v1alpha1.AnnotationBetaStorageProvisioner] != v1alpha1.Provisioner {
+		t.Errorf("provisioner annotations %v", got.Annotations)
+	}
 	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "rewritten") {
 		t.Errorf("warnings %v", r.Warnings)
 	}
-	// The patch only touches what the rule changed.
+	// The patch only touches what the rule changed: the class and three annotations.
 	var ops []map[string]any
-	if err := json.Unmarshal(r.Patch, &ops); err != nil || len(ops) != 2 {
-		t.Errorf("want 2 patch operations, got %s (%v)", r.Patch, err)
+	if err := json.Unmarshal(r.Patch, &ops); err != nil || len(ops) != 4 {
+		t.Errorf("want 4 patch operations, got %s (%v)", r.Patch, err)
 	}
 }
 

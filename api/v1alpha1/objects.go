@@ -35,6 +35,17 @@ const ParameterSnapshotClass = "snapshotClass"
 // legacy).
 func IsManagedProvisioner(p string) bool { return p == CSIDriverName || p == Provisioner }
 
+// AnnotationStorageProvisioner and AnnotationBetaStorageProvisioner are Kubernetes' marks of
+// the provisioner that is to provision a claim. kube-controller-manager's PV controller writes
+// them on every claim of an external provisioner's class unless the claim already carries
+// AnnotationStorageProvisioner with the class's provisioner; the webhook admits ShareWarden
+// claims with both set, which spares that controller one claim update (and the sync and Event it
+// triggers) per volume, through its client rate limiter.
+const (
+	AnnotationStorageProvisioner     = "volume.kubernetes.io/storage-provisioner"
+	AnnotationBetaStorageProvisioner = "volume.beta.kubernetes.io/storage-provisioner"
+)
+
 // Finalizer keeps a SharedVolume until the controller has removed or retained its objects.
 const Finalizer = GroupName + "/cleanup"
 

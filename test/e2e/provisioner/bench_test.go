@@ -1,8 +1,12 @@
 package provisioner_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,28 +19,81 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/mutators"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
-// BenchmarkProvision creates 200 RWX claims at once against the controller running as its own
-// process (so its CPU and memory are its own), reports claims/s to Bound and per-claim latency,
-// then grows to 1,000 managed volumes and reports the controller's memory there.
-// Kubernetes' own components get raised client limits so that ShareWarden sets the pace.
+var benchClaims = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
+
+// BenchmarkProvision measures a ShareWarden volume's path step by step and, on the same plane in
+// the same run, the limit the Kubernetes components set: as many plain ReadWriteOnce claims on the
+// backing class, each with one pod, bound by the kube components alone. It runs once with
+// kube-controller-manager, kube-scheduler and the controller at their default client limits, as
+// clusters run them, and once with raised ones, plus the plane a new user tries: 3 kwok nodes,
+// defaults, 100 claims. Every write to the apiserver is counted per component from the
+// apiserver's audit log, so the figures show whose rate limiter each volume's writes go through.
 func BenchmarkProvision(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	sizes, err := parseSizes(*benchClaims)
+	if err != nil {
+		b.Fatal(err)
+	}
+	four := []cluster.NodeSpec{{Name: "b1", Zone: "a"}, {Name: "b2", Zone: "a"}, {Name: "b3", Zone: "b"}, {Name: "b4", Zone: "b"}}
+	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, false) })
+	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, false) })
+	b.Run("new-user-3-nodes", func(b *testing.B) { benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, true) })
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-provision.claims %q: want comma-separated positive counts", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// raisedLimits are the client limits of kube-controller-manager, kube-scheduler and the controller
+// when raised; the defaults are 20/30, 50/100 and 100/200.
+const raisedQPS, raisedBurst = 500, 1000
+
+// benchProvision runs each batch size on one plane: ShareWarden claims, then as many plain
+// claims with a pod each. With unmarked, a first batch of ShareWarden claims is admitted as the
+// webhook did before it named the provisioner on them (see mutators.MutateClaim), for the
+// comparison on the same plane.
+func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes []int, unmarked bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	nodes := []cluster.NodeSpec{{Name: "b1", Zone: "a"}, {Name: "b2", Zone: "a"}, {Name: "b3", Zone: "b"}, {Name: "b4", Zone: "b"}}
-	c, err := cluster.Start(ctx, cluster.Config{
-		Nodes:        nodes,
-		SchedulerQPS: 500, SchedulerBurst: 1000,
-		ExtraControllerManagerArgs: []string{"--kube-api-qps=500", "--kube-api-burst=1000", "--concurrent-service-endpoint-syncs=10"},
-	})
+	work := b.TempDir()
+	auditLog := filepath.Join(work, "audit.log")
+	policy := filepath.Join(work, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg := cluster.Config{
+		Nodes:              nodes,
+		ExtraAPIServerArgs: []string{"--audit-policy-file=" + policy, "--audit-log-path=" + auditLog, "--audit-log-format=json", "--audit-log-maxsize=0"},
+	}
+	ctlArgs := []string{"--workers=8"}
+	if raised {
+		cfg.SchedulerQPS, cfg.SchedulerBurst = raisedQPS, raisedBurst
+		cfg.ExtraControllerManagerArgs = []string{fmt.Sprintf("--kube-api-qps=%d", raisedQPS), fmt.Sprintf("--kube-api-burst=%d", raisedBurst), "--concurrent-service-endpoint-syncs=10"}
+		ctlArgs = append(ctlArgs, fmt.Sprintf("--kube-api-qps=%d", raisedQPS), fmt.Sprintf("--kube-api-burst=%d", raisedBurst))
+	}
+	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,21 +101,30 @@ func BenchmarkProvision(b *testing.B) {
 	if err := fixture.InstallCRDs(ctx, c); err != nil {
 		b.Fatal(err)
 	}
-	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: 260, PVSize: "2Gi"}); err != nil {
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	batches := 2
+	if unmarked {
+		batches = 3
+	}
+	// One local PV per backing claim and per plain claim, spread over the nodes.
+	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: (batches*total)/len(nodes) + 10, PVSize: "2Gi"}); err != nil {
 		b.Fatal(err)
 	}
-	bin, err := cluster.BuildSharewarden(b.TempDir())
+	bin, err := cluster.BuildSharewarden(work)
 	if err != nil {
 		b.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(b.TempDir(), "controller.log"))
+	logf, err := os.Create(filepath.Join(work, "controller.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer logf.Close()
-	ctl := exec.Command(bin, "controller", "--kubeconfig="+c.Kubeconfig(), "--namespace="+fixture.SystemNamespace,
-		"--server-service-account="+fixture.ServerSA, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--workers=8", "--kube-api-qps=500", "--kube-api-burst=1000", "--zap-log-level=error")
+	ctl := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + c.Kubeconfig(), "--namespace=" + fixture.SystemNamespace,
+		"--server-service-account=" + fixture.ServerSA, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--zap-log-level=error"}, ctlArgs...)...)
 	ctl.Stdout, ctl.Stderr = logf, logf
 	ctl.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := ctl.Start(); err != nil {
@@ -66,104 +132,489 @@ func BenchmarkProvision(b *testing.B) {
 	}
 	defer func() { _ = ctl.Process.Kill(); _ = ctl.Wait() }()
 
-	cfg := c.RESTConfig()
-	cfg.QPS, cfg.Burst = 1000, 2000
-	cs, err := kubernetes.NewForConfig(cfg)
+	rc := c.RESTConfig()
+	rc.QPS, rc.Burst = 2000, 4000
+	rc.UserAgent = "bench"
+	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := c.CreateNamespace(ctx, "bench", nil); err != nil {
+	tr := newTracker()
+	tr.watch(ctx, b, cs)
+	rwx, err := webhookClaim(ctx, cs)
+	if err != nil {
 		b.Fatal(err)
 	}
-	bound := watchBound(ctx, b, cs, "bench")
 
 	b.ResetTimer()
 	for b.Loop() {
-		cpu0 := procCPU(ctl.Process.Pid)
-		lat, wall := createAndWait(ctx, b, cs, bound, 0, 200)
-		cpu := procCPU(ctl.Process.Pid) - cpu0
-		b.ReportMetric(float64(len(lat))/wall.Seconds(), "claims/s")
-		b.ReportMetric(percentile(lat, 50).Seconds(), "p50-s")
-		b.ReportMetric(percentile(lat, 99).Seconds(), "p99-s")
-		b.ReportMetric(cpu.Seconds(), "ctl-cpu-s")
-		b.ReportMetric(float64(procMem(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB@200")
-
-		createAndWait(ctx, b, cs, bound, 200, 1000)
-		time.Sleep(5 * time.Second) // a few idle resyncs at 1,000 volumes
-		b.ReportMetric(float64(procMem(ctl.Process.Pid, "VmRSS"))/(1<<20), "ctl-rss-MiB@1000")
-		b.ReportMetric(float64(procMem(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB@1000")
-	}
-}
-
-// watchBound reports each claim's first Bound time.
-func watchBound(ctx context.Context, b *testing.B, cs kubernetes.Interface, ns string) *sync.Map {
-	var bound sync.Map
-	lw := cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), "persistentvolumeclaims", ns, fields.Everything())
-	_, ctrl := cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: lw, ObjectType: &corev1.PersistentVolumeClaim{},
-		Handler: cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) {
-			if p := obj.(*corev1.PersistentVolumeClaim); p.Status.Phase == corev1.ClaimBound {
-				bound.LoadOrStore(p.Name, time.Now())
+		for _, n := range sizes {
+			at := fmt.Sprintf("@%d", n)
+			var old batch
+			if unmarked {
+				ns := fmt.Sprintf("sw-unmarked-%d", n)
+				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+					b.Fatal(err)
+				}
+				old = runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
+					pvc := rwx(ns, claimName(i))
+					delete(pvc.Annotations, swv1.AnnotationStorageProvisioner)
+					delete(pvc.Annotations, swv1.AnnotationBetaStorageProvisioner)
+					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
+					return err
+				}, swSteps)
+				b.ReportMetric(old.rate, "sw-unmarked-claims/s"+at)
+				b.ReportMetric(old.perVolume("pv-controller"), "sw-unmarked-pvctl-writes/vol"+at)
 			}
-		}},
-	})
-	go ctrl.Run(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), ctrl.HasSynced) {
-		b.Fatal("claim watch did not sync")
+			ns := fmt.Sprintf("sw-%d", n)
+			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := procCPU(ctl.Process.Pid)
+			sw := runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
+				_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
+				return err
+			}, swSteps)
+			cpu := procCPU(ctl.Process.Pid) - cpu0
+
+			ns = fmt.Sprintf("rwo-%d", n)
+			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+				b.Fatal(err)
+			}
+			plain := runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
+				if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwoClaim(ns, claimName(i)), metav1.CreateOptions{}); err != nil {
+					return err
+				}
+				_, err := cs.CoreV1().Pods(ns).Create(ctx, consumerPod(ns, claimName(i)), metav1.CreateOptions{})
+				return err
+			}, plainSteps)
+
+			b.ReportMetric(sw.rate, "sw-claims/s"+at)
+			b.ReportMetric(plain.rate, "rwo-claims/s"+at)
+			b.ReportMetric(sw.rate/plain.rate, "ratio"+at)
+			b.ReportMetric(sw.perVolume("pv-controller"), "sw-pvctl-writes/vol"+at)
+			b.ReportMetric(plain.perVolume("pv-controller"), "rwo-pvctl-writes/vol"+at)
+			b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+at)
+			if unmarked {
+				b.Logf("%d claims at once, limits %s: ShareWarden claims admitted without the provisioner annotation %.1f claims/s (ratio %.2f)\n%s",
+					n, limitsName(raised), old.rate, old.rate/plain.rate, old.report("ShareWarden RWX claim, unmarked"))
+			}
+			b.Logf("%d claims at once, limits %s: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s\n%s",
+				n, limitsName(raised), sw.rate, plain.rate, sw.rate/plain.rate, sw.report("ShareWarden RWX claim"), plain.report("plain RWO claim + pod"))
+		}
+		b.ReportMetric(float64(procMem(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB")
 	}
-	return &bound
 }
 
-// createAndWait creates claims [from, to) at once and waits until all are Bound; it returns
-// each claim's create-to-Bound latency and the wall time from the first create to the last Bound.
-func createAndWait(ctx context.Context, b *testing.B, cs kubernetes.Interface, bound *sync.Map, from, to int) ([]time.Duration, time.Duration) {
-	created := make([]time.Time, to)
+func limitsName(raised bool) string {
+	if raised {
+		return fmt.Sprintf("raised (%d/%d)", raisedQPS, raisedBurst)
+	}
+	return "default"
+}
+
+func claimName(i int) string { return fmt.Sprintf("c%04d", i) }
+
+// auditPolicy logs every write, at Metadata level, once it completed.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted, Panic]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+`
+
+// webhookClaim returns a maker of RWX claims on the opted-in backing class as the admission
+// webhook admits them (mutators.MutateClaim with the plane's classes): the benchmark does not
+// run the webhook itself, whose pod markers need the scheduler extender.
+func webhookClaim(ctx context.Context, cs kubernetes.Interface) (func(ns, name string) *corev1.PersistentVolumeClaim, error) {
+	facts := mutators.ClaimFacts{ManagedClass: fixture.ManagedClass, Classes: map[string]*storagev1.StorageClass{}}
+	for _, name := range []string{fixture.ManagedClass, fixture.BackingClass} {
+		sc, err := cs.StorageV1().StorageClasses().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		facts.Classes[name] = sc
+	}
+	return func(ns, name string) *corev1.PersistentVolumeClaim {
+		in := rwxClaim(ns, name, "1Gi")
+		in.Spec.StorageClassName = ptr.To(fixture.BackingClass)
+		res, err := mutators.MutateClaim(in, facts)
+		if err != nil || res.Outcome != mutators.Rewritten {
+			panic(fmt.Sprintf("webhook rules did not rewrite the claim: %v %v", res.Outcome, err))
+		}
+		return res.Claim
+	}, nil
+}
+
+func rwoClaim(ns, name string) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(fixture.BackingClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+}
+
+func consumerPod(ns, claim string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: claim},
+		Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "app", Image: "busybox", VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+			Volumes:    []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}},
+		},
+	}
+}
+
+// A step is a moment of a claim's path, seen by the benchmark's watches.
+type step struct {
+	key, what, who string
+}
+
+// swSteps is a ShareWarden claim's path; each row's time is taken from the step before it.
+var swSteps = []step{
+	{"created", "created", ""},
+	{"backing-created", "backing claim created", "ShareWarden"},
+	{"server-created", "server pod created", "ShareWarden"},
+	{"backing-bound", "backing claim Bound", "kube-scheduler PreBind + PV controller"},
+	{"server-scheduled", "server pod scheduled", "kube-scheduler PreBind poll + bind"},
+	{"server-ready", "server pod Ready", "kwok"},
+	{"pv-created", "PV created", "ShareWarden"},
+	{"bound", "claim Bound", "PV controller"},
+}
+
+var plainSteps = []step{
+	{"created", "claim and pod created", ""},
+	{"bound", "claim Bound", "kube-scheduler PreBind + PV controller"},
+	{"pod-scheduled", "pod scheduled", "kube-scheduler PreBind poll + bind"},
+	{"pod-running", "pod Running", "kwok"},
+}
+
+// chainFrom says which earlier step each step is measured from, when not the row before: the
+// ShareWarden reactions are measured from the claim's creation, and backing Bound from the
+// server pod's creation (which triggers the scheduler).
+var chainFrom = map[string]string{"backing-created": "created", "server-created": "backing-created", "backing-bound": "server-created"}
+
+// tracker records the first time the benchmark's watches saw each step of each claim, keyed by
+// the user's claim namespace/name. Object timestamps have one-second resolution; watch times
+// are the finer clock.
+type tracker struct {
+	mu    sync.Mutex
+	times map[string]map[string]time.Time
+}
+
+func newTracker() *tracker { return &tracker{times: map[string]map[string]time.Time{}} }
+
+func (t *tracker) mark(claim, key string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.times[claim]
+	if m == nil {
+		m = map[string]time.Time{}
+		t.times[claim] = m
+	}
+	if _, ok := m[key]; !ok {
+		m[key] = at
+	}
+}
+
+func (t *tracker) get(claim, key string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.times[claim][key]
+	return at, ok
+}
+
+func ownerKey(o metav1.Object) (string, bool) {
+	l := o.GetLabels()
+	if l[swv1.LabelManagedBy] != swv1.ManagedByController || l[swv1.LabelClaimName] == "" {
+		return "", false
+	}
+	return l[swv1.LabelClaimNamespace] + "/" + l[swv1.LabelClaimName], true
+}
+
+func (t *tracker) onClaim(obj any) {
+	p, ok := obj.(*corev1.PersistentVolumeClaim)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	if key, ok := ownerKey(p); ok {
+		t.mark(key, "backing-created", now)
+		if p.Status.Phase == corev1.ClaimBound {
+			t.mark(key, "backing-bound", now)
+		}
+		return
+	}
+	if p.Status.Phase == corev1.ClaimBound {
+		t.mark(p.Namespace+"/"+p.Name, "bound", now)
+	}
+}
+
+func (t *tracker) onPod(obj any) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	key, server := ownerKey(p)
+	prefix := "server-"
+	if server {
+		t.mark(key, "server-created", now)
+	} else {
+		key, prefix = p.Namespace+"/"+p.Name, "pod-"
+	}
+	if p.Spec.NodeName != "" {
+		t.mark(key, prefix+"scheduled", now)
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			t.mark(key, prefix+"ready", now)
+		}
+	}
+	if p.Status.Phase == corev1.PodRunning {
+		t.mark(key, prefix+"running", now)
+	}
+}
+
+func (t *tracker) onPV(obj any) {
+	if p, ok := obj.(*corev1.PersistentVolume); ok {
+		if key, ok := ownerKey(p); ok {
+			t.mark(key, "pv-created", time.Now())
+		}
+	}
+}
+
+func (t *tracker) watch(ctx context.Context, b *testing.B, cs kubernetes.Interface) {
+	for _, w := range []struct {
+		resource string
+		obj      runtime.Object
+		on       func(any)
+	}{
+		{"persistentvolumeclaims", &corev1.PersistentVolumeClaim{}, t.onClaim},
+		{"pods", &corev1.Pod{}, t.onPod},
+		{"persistentvolumes", &corev1.PersistentVolume{}, t.onPV},
+	} {
+		on := w.on
+		_, inf := cache.NewInformerWithOptions(cache.InformerOptions{
+			ListerWatcher: cache.NewListWatchFromClient(cs.CoreV1().RESTClient(), w.resource, "", fields.Everything()),
+			ObjectType:    w.obj,
+			Handler:       cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, o any) { on(o) }},
+		})
+		go inf.Run(ctx.Done())
+		if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+			b.Fatalf("%s watch did not sync", w.resource)
+		}
+	}
+}
+
+// batch is one batch's outcome.
+type batch struct {
+	n      int
+	rate   float64
+	steps  []step
+	deltas map[string][]time.Duration
+	total  []time.Duration
+	writes map[string]map[string]int // component → "verb resource" → count
+}
+
+// runBatch creates n claims at once with create(i), waits until each reached its last step,
+// and reports the rate from the first create to the last claim done, each step's latency and
+// every component's writes during the batch.
+func runBatch(ctx context.Context, b *testing.B, cs kubernetes.Interface, tr *tracker, auditLog, ns string, n int, create func(context.Context, int) error, steps []step) batch {
+	off := fileSize(auditLog)
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, to-from)
-	for i := from; i < to; i++ {
+	errs := make(chan error, n)
+	for i := range n {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			created[i] = time.Now()
-			if _, err := cs.CoreV1().PersistentVolumeClaims("bench").Create(ctx, rwxClaim("bench", fmt.Sprintf("c%04d", i), "1Gi"), metav1.CreateOptions{}); err != nil {
+			tr.mark(ns+"/"+claimName(i), "created", time.Now())
+			if err := create(ctx, i); err != nil {
 				errs <- err
 			}
-		}(i)
+		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
-	var lat []time.Duration
-	var last time.Time
-	deadline := time.Now().Add(10 * time.Minute)
+	last := steps[len(steps)-1].key
+	deadline := time.Now().Add(15 * time.Minute)
+	var end time.Time
 	for {
-		lat, last = lat[:0], time.Time{}
-		for i := from; i < to; i++ {
-			if v, ok := bound.Load(fmt.Sprintf("c%04d", i)); ok {
-				t := v.(time.Time)
-				lat = append(lat, t.Sub(created[i]))
-				if t.After(last) {
-					last = t
+		done := 0
+		end = time.Time{}
+		for i := range n {
+			if at, ok := tr.get(ns+"/"+claimName(i), last); ok {
+				done++
+				if at.After(end) {
+					end = at
 				}
 			}
 		}
-		if len(lat) == to-from {
-			return lat, last.Sub(start)
+		if done == n {
+			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d claims Bound after 10 minutes", len(lat), to-from)
+			b.Fatalf("%s: only %d of %d claims reached %q after 15 minutes", ns, done, n, last)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	time.Sleep(2 * time.Second) // let the audit log catch up with the last writes
+	out := batch{n: n, rate: float64(n) / end.Sub(start).Seconds(), steps: steps, deltas: map[string][]time.Duration{}}
+	for i := range n {
+		claim := ns + "/" + claimName(i)
+		t0, _ := tr.get(claim, "created")
+		tEnd, _ := tr.get(claim, last)
+		out.total = append(out.total, tEnd.Sub(t0))
+		for j := 1; j < len(steps); j++ {
+			from := steps[j-1].key
+			if f, ok := chainFrom[steps[j].key]; ok {
+				from = f
+			}
+			a, ok1 := tr.get(claim, from)
+			z, ok2 := tr.get(claim, steps[j].key)
+			if ok1 && ok2 {
+				out.deltas[steps[j].key] = append(out.deltas[steps[j].key], z.Sub(a))
+			}
+		}
+	}
+	var err error
+	if out.writes, err = auditWrites(auditLog, off); err != nil {
+		b.Fatal(err)
+	}
+	return out
 }
 
-func percentile(d []time.Duration, p int) time.Duration {
+// perVolume is a component's writes per claim of the batch.
+func (bt batch) perVolume(component string) float64 {
+	sum := 0
+	for _, c := range bt.writes[component] {
+		sum += c
+	}
+	return float64(sum) / float64(bt.n)
+}
+
+func (bt batch) report(title string) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "  %s, %d at once: %.1f claims/s; create → done p50 %s p99 %s\n", title, bt.n, bt.rate, pct(bt.total, 50), pct(bt.total, 99))
+	fmt.Fprintf(&s, "    %-42s %-40s %8s %8s\n", "step (from the step before)", "whose work", "p50", "p99")
+	for _, st := range bt.steps[1:] {
+		from := ""
+		if f, ok := chainFrom[st.key]; ok {
+			for _, o := range bt.steps {
+				if o.key == f {
+					from = " (from " + o.what + ")"
+				}
+			}
+		}
+		fmt.Fprintf(&s, "    %-42s %-40s %8s %8s\n", st.what+from, st.who, pct(bt.deltas[st.key], 50), pct(bt.deltas[st.key], 99))
+	}
+	comps := make([]string, 0, len(bt.writes))
+	for c := range bt.writes {
+		comps = append(comps, c)
+	}
+	sort.Strings(comps)
+	fmt.Fprintf(&s, "    API writes per claim, by component (each has its own client rate limiter):\n")
+	for _, c := range comps {
+		kinds := make([]string, 0, len(bt.writes[c]))
+		for k := range bt.writes[c] {
+			kinds = append(kinds, k)
+		}
+		sort.Slice(kinds, func(i, j int) bool { return bt.writes[c][kinds[i]] > bt.writes[c][kinds[j]] })
+		var parts []string
+		for _, k := range kinds {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(bt.writes[c][k])/float64(bt.n)))
+		}
+		fmt.Fprintf(&s, "      %-22s %5.2f  (%s)\n", c, bt.perVolume(c), strings.Join(parts, ", "))
+	}
+	return s.String()
+}
+
+func pct(d []time.Duration, p int) string {
+	if len(d) == 0 {
+		return "-"
+	}
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
+	return s[(len(s)-1)*p/100].Round(10 * time.Millisecond).String()
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// auditWrites counts the audit log's writes from offset on, by component and "verb resource".
+func auditWrites(path string, offset int64) (map[string]map[string]int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var ev struct {
+			Verb      string `json:"verb"`
+			UserAgent string `json:"userAgent"`
+			User      struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef struct {
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
+			} `json:"objectRef"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			continue // a line cut at the offset
+		}
+		comp := component(ev.User.Username, ev.UserAgent)
+		if comp == "" {
+			continue
+		}
+		res := ev.ObjectRef.Resource
+		if ev.ObjectRef.Subresource != "" {
+			res += "/" + ev.ObjectRef.Subresource
+		}
+		if out[comp] == nil {
+			out[comp] = map[string]int{}
+		}
+		out[comp][ev.Verb+" "+res]++
+	}
+	return out, sc.Err()
+}
+
+// component names who made a request: a kube-controller-manager controller by its service
+// account, kube-scheduler, kwok, ShareWarden's controller by its user agent; the benchmark's
+// own writes and leases' renewals are left out.
+func component(user, agent string) string {
+	switch {
+	case user == "system:serviceaccount:kube-system:persistent-volume-binder":
+		return "pv-controller"
+	case strings.HasPrefix(user, "system:serviceaccount:kube-system:"):
+		return "kcm/" + strings.TrimPrefix(user, "system:serviceaccount:kube-system:")
+	case user == "system:kube-scheduler":
+		return "kube-scheduler"
+	case user == "kwok":
+		return "kwok"
+	case strings.HasPrefix(agent, "sharewarden-controller"):
+		return "sharewarden"
+	}
+	return ""
 }
 
 // procCPU is user+system CPU time of pid (clock ticks are 100/s on Linux).
