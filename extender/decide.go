@@ -247,6 +247,32 @@ func score(names []string, nodes []*NodeInfo, st *State, buf extenderv1.HostPrio
 	return out
 }
 
+// relative keeps only what can change kube-scheduler's choice, in place: it adds weight × 10 ×
+// score to each node's total from its own plugins and takes the highest total, so the same
+// amount added to every node changes nothing, and a node missing from the answer counts 0. The
+// lowest score is taken off every node and the nodes left at 0 are dropped: nothing at all when
+// all nodes score the same (a consumer whose volume has no server yet, every node in the
+// server's zone, a plain pod), and for a consumer with a server, only the nodes in its zone.
+// The one difference kube-scheduler can see is in ties: it breaks a tie at random between nodes
+// in the answer and prefers them to tied nodes missing from it, which then need plugin scores
+// exactly weight × 10 × their gap apart.
+func relative(l extenderv1.HostPriorityList) extenderv1.HostPriorityList {
+	if len(l) == 0 {
+		return l
+	}
+	lo := l[0].Score
+	for _, hp := range l[1:] {
+		lo = min(lo, hp.Score)
+	}
+	out := l[:0]
+	for _, hp := range l {
+		if hp.Score > lo {
+			out = append(out, extenderv1.HostPriority{Host: hp.Host, Score: hp.Score - lo})
+		}
+	}
+	return out
+}
+
 func clamp(s int64) int64 {
 	return max(extenderv1.MinExtenderPriority, min(s, extenderv1.MaxExtenderPriority))
 }

@@ -1,7 +1,9 @@
 package extender
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -407,4 +409,74 @@ func TestClamp(t *testing.T) {
 			t.Errorf("clamp(%d) = %d, want %d", in, got, want)
 		}
 	}
+}
+
+func TestRelative(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scores map[string]int64
+		want   map[string]int64
+	}{
+		{"empty", map[string]int64{}, map[string]int64{}},
+		{"all equal: nothing", map[string]int64{"a": 9, "b": 9, "c": 9}, map[string]int64{}},
+		{"all zero: nothing", map[string]int64{"a": 0, "b": 0}, map[string]int64{}},
+		{"consumer with a server: its zone only", map[string]int64{"a": 0, "b": 10, "c": 9, "d": 0}, map[string]int64{"b": 10, "c": 9}},
+		{"one zone: the server's node only", map[string]int64{"a": 9, "b": 10, "c": 9}, map[string]int64{"b": 1}},
+		{"server: shifted by the lowest", map[string]int64{"a": 3, "b": 9, "c": 4}, map[string]int64{"b": 6, "c": 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			checkScores(t, relative(hostPriorities(tc.scores)), tc.want)
+		})
+	}
+}
+
+// kube-scheduler picks the node with the highest plugin total + weight × 10 × extender score
+// (a node missing from the answer: 0); relative scores must pick the same node as full ones.
+func TestRelativeKeepsTheSchedulersChoice(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const weight = 5
+	for i := range 2000 {
+		n := 1 + rng.IntN(8)
+		full := map[string]int64{}
+		plugins := map[string]int64{}
+		for j := range n {
+			name := fmt.Sprintf("n%d", j)
+			full[name] = rng.Int64N(extenderv1.MaxExtenderPriority + 1)
+			plugins[name] = rng.Int64N(300) * 3 // distinct enough that totals seldom tie
+		}
+		best := func(ext map[string]int64) (string, bool) {
+			var top string
+			var topScore int64 = -1
+			tie := false
+			for name, p := range plugins {
+				s := p + weight*10*ext[name]
+				switch {
+				case s > topScore:
+					top, topScore, tie = name, s, false
+				case s == topScore:
+					tie = true
+				}
+			}
+			return top, tie
+		}
+		rel := map[string]int64{}
+		for _, hp := range relative(hostPriorities(full)) {
+			rel[hp.Host] = hp.Score
+		}
+		want, tie := best(full)
+		if tie {
+			continue // a tie is broken at random: no one right answer
+		}
+		if got, _ := best(rel); got != want {
+			t.Fatalf("case %d: full scores %v pick %s, relative %v pick %s (plugins %v)", i, full, want, rel, got, plugins)
+		}
+	}
+}
+
+func hostPriorities(m map[string]int64) extenderv1.HostPriorityList {
+	l := extenderv1.HostPriorityList{}
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		l = append(l, extenderv1.HostPriority{Host: name, Score: m[name]})
+	}
+	return l
 }

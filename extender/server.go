@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -114,7 +115,11 @@ func (s *Server) serveVerb(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.prioritize(r.Context(), args, role, sc)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// Without it an answer over 2 KiB goes out chunked; with it kube-scheduler's decoder reads
+	// the body's end with its last byte, and the connection is reused.
+	h.Set("Content-Length", strconv.Itoa(len(sc.out)))
 	if _, err := w.Write(sc.out); err != nil {
 		s.log.Error(err, "writing extender answer failed", "verb", verb)
 	}
@@ -317,15 +322,11 @@ func (s *Server) filter(ctx context.Context, args *extenderv1.ExtenderArgs, role
 // prioritize answers the prioritize verb into sc.out.
 func (s *Server) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, role Role, sc *scratch) {
 	s.metrics.nodes.WithLabelValues(VerbPrioritize).Observe(float64(nodeCount(args)))
-	lookup := s.nodesOf(args, sc)
 	if role == RoleOther {
-		sc.scores = sc.scores[:0]
-		for _, n := range sc.names {
-			sc.scores = append(sc.scores, extenderv1.HostPriority{Host: n})
-		}
-		sc.out = appendPriorities(sc.out[:0], sc.scores)
+		sc.out = appendPriorities(sc.out[:0], nil) // no opinion: nothing to merge
 		return
 	}
+	lookup := s.nodesOf(args, sc)
 	var counts []int32
 	if role == RoleServer {
 		if cap(sc.counts) < len(sc.names) {
@@ -344,6 +345,7 @@ func (s *Server) prioritize(ctx context.Context, args *extenderv1.ExtenderArgs, 
 	if explain != nil {
 		s.explain(log, role, sc.scores, explain, &st)
 	}
+	sc.scores = relative(sc.scores)
 	sc.out = appendPriorities(sc.out[:0], sc.scores)
 }
 

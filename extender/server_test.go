@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -130,10 +131,14 @@ func TestPrioritizeRoundTrip(t *testing.T) {
 		name, body string
 		want       map[string]int64
 	}{
-		{"server: data node first", `{"Pod":` + serverPodJSON + `,"NodeNames":["a2","b1","c1"]}`, map[string]int64{"a2": 3, "b1": 9, "c1": 3}},
-		{"consumer: server's node, then zone", `{"Pod":` + consumerPodJSON + `,"NodeNames":["a2","b1","b2","c1"]}`, map[string]int64{"a2": 0, "b1": 10, "b2": 9, "c1": 0}},
-		{"plain pod: all zero", `{"Pod":` + plainPodJSON + `,"NodeNames":["a2","b1"]}`, map[string]int64{"a2": 0, "b1": 0}},
-		{"consumer, whole nodes", `{"Pod":` + consumerPodJSON + `,"Nodes":{"Items":[{"metadata":{"name":"b2","labels":{"topology.kubernetes.io/zone":"zone-b"}}},{"metadata":{"name":"c1"}}]}}`, map[string]int64{"b2": 9, "c1": 0}},
+		// Scores 3, 9, 3: only what lies above the lowest is sent.
+		{"server: data node first", `{"Pod":` + serverPodJSON + `,"NodeNames":["a2","b1","c1"]}`, map[string]int64{"b1": 6}},
+		// Scores 0, 10, 9, 0.
+		{"consumer: server's node, then zone", `{"Pod":` + consumerPodJSON + `,"NodeNames":["a2","b1","b2","c1"]}`, map[string]int64{"b1": 10, "b2": 9}},
+		// Scores 0, 0: nothing to tell apart.
+		{"consumer: no node near the server", `{"Pod":` + consumerPodJSON + `,"NodeNames":["a2","c1"]}`, map[string]int64{}},
+		{"plain pod: no opinion", `{"Pod":` + plainPodJSON + `,"NodeNames":["a2","b1"]}`, map[string]int64{}},
+		{"consumer, whole nodes", `{"Pod":` + consumerPodJSON + `,"Nodes":{"Items":[{"metadata":{"name":"b2","labels":{"topology.kubernetes.io/zone":"zone-b"}}},{"metadata":{"name":"c1"}}]}}`, map[string]int64{"b2": 9}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := post(t, hs.URL+"/scheduler/prioritize", tc.body)
@@ -143,6 +148,9 @@ func TestPrioritizeRoundTrip(t *testing.T) {
 			var res extenderv1.HostPriorityList
 			if err := json.Unmarshal([]byte(body), &res); err != nil {
 				t.Fatal(err)
+			}
+			if res == nil {
+				t.Errorf("answer %q: want a list, even empty", body)
 			}
 			checkScores(t, res, tc.want)
 		})
@@ -224,5 +232,29 @@ func TestNewServerValidates(t *testing.T) {
 	}
 	if _, err := NewServer(context.Background(), DefaultConfig(), nil); err == nil {
 		t.Error("no facts accepted")
+	}
+}
+
+// An answer larger than net/http's 2 KiB buffer would go out chunked; with its length set,
+// kube-scheduler's JSON decoder reaches the body's end with its last byte and the client keeps
+// the connection for the next call.
+func TestAnswersCarryTheirLength(t *testing.T) {
+	_, hs := testServer(t, serverWorld())
+	names := make([]string, 500)
+	for i := range names {
+		names[i] = `"node-` + strings.Repeat("x", 20) + strconv.Itoa(i) + `"`
+	}
+	body := `{"Pod":` + consumerPodJSON + `,"NodeNames":[` + strings.Join(names, ",") + `]}`
+	resp, err := http.Post(hs.URL+"/scheduler/filter", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(answer) < 4<<10 || resp.ContentLength != int64(len(answer)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("answer of %d bytes sent with Content-Length %d, Transfer-Encoding %v", len(answer), resp.ContentLength, resp.TransferEncoding)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -253,7 +254,12 @@ func FreePorts(n int) ([]int, error) {
 func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.BinDir, name) }
 
 func (c *Cluster) addProc(name string, args ...string) (*process, error) {
-	p, err := startProcess(c.workDir, name, c.bin(name), args...)
+	return c.addProcBin(name, name, args...)
+}
+
+// addProcBin runs binary bin as the process called name (its log: name.log).
+func (c *Cluster) addProcBin(name, bin string, args ...string) (*process, error) {
+	p, err := startProcess(c.workDir, name, c.bin(bin), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -360,34 +366,85 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 }
 
 func (c *Cluster) startScheduler(ctx context.Context) error {
-	id, err := c.pki.ClientCert("kube-scheduler", "system:kube-scheduler")
+	_, err := c.runScheduler(ctx, "kube-scheduler", c.cfg.SchedulerConfig, c.ports.scheduler)
+	return err
+}
+
+// AddScheduler starts one more kube-scheduler, logging to name.log, with config completed as
+// Config.SchedulerConfig is (the harness's kubeconfig and client limits, no leader election).
+// Its profiles' schedulerNames must differ from those of every other scheduler on the plane.
+// It returns the scheduler's secure port, where it also serves /debug/pprof (SchedulerProfile).
+func (c *Cluster) AddScheduler(ctx context.Context, name string, config []byte) (int, error) {
+	ports, err := FreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return c.runScheduler(ctx, name, config, ports[0])
+}
+
+// SchedulerPort is the secure port of the harness's own kube-scheduler.
+func (c *Cluster) SchedulerPort() int { return c.ports.scheduler }
+
+// SchedulerProfile writes a CPU profile of the kube-scheduler serving on port, taken over d,
+// to w. kube-scheduler serves /debug/pprof (enableProfiling defaults to true) to identities
+// the apiserver authorizes; the harness asks as its admin.
+func (c *Cluster) SchedulerProfile(ctx context.Context, port int, d time.Duration, w io.Writer) error {
+	cfg := rest.CopyConfig(c.restConfig)
+	// The scheduler serves with a self-signed certificate of its own (see waitHealthz).
+	cfg.Insecure, cfg.CAFile, cfg.CAData = true, "", nil
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return fmt.Errorf("http client: %w", err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling kube-scheduler: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("profiling kube-scheduler: %s: %s", resp.Status, body)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("reading kube-scheduler profile: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) runScheduler(ctx context.Context, name string, config []byte, port int) (int, error) {
+	id, err := c.pki.ClientCert("kube-scheduler", "system:kube-scheduler")
+	if err != nil {
+		return 0, err
 	}
 	kc, err := c.writeKubeconfig("kube-scheduler", id)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	conf, err := schedulerConfig(c.cfg.SchedulerConfig, kc, c.cfg.SchedulerQPS, c.cfg.SchedulerBurst)
+	conf, err := schedulerConfig(config, kc, c.cfg.SchedulerQPS, c.cfg.SchedulerBurst)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	path := filepath.Join(c.workDir, "kube-scheduler.yaml")
+	path := filepath.Join(c.workDir, name+".yaml")
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
-		return fmt.Errorf("writing scheduler config: %w", err)
+		return 0, fmt.Errorf("writing scheduler config: %w", err)
 	}
-	p, err := c.addProc("kube-scheduler",
+	p, err := c.addProcBin(name, "kube-scheduler",
 		"--config="+path,
 		"--authentication-kubeconfig="+kc,
 		"--authorization-kubeconfig="+kc,
 		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.ports.scheduler),
-		"--cert-dir="+filepath.Join(c.workDir, "scheduler"),
+		"--secure-port="+strconv.Itoa(port),
+		"--cert-dir="+filepath.Join(c.workDir, name),
 	)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return c.waitHealthz(ctx, p, c.ports.scheduler)
+	return port, c.waitHealthz(ctx, p, port)
 }
 
 // schedulerConfig completes a KubeSchedulerConfiguration with the harness's connection

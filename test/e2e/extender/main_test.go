@@ -59,7 +59,7 @@ func run(m *testing.M) int {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	extenderURL = "http://" + addr
-	conf, err := shippedConfig(extenderURL + extender.DefaultURLPrefix)
+	conf, err := shippedConfig("kube-scheduler-config.yaml", extenderURL+extender.DefaultURLPrefix)
 	if err != nil {
 		fmt.Println(err)
 		return 1
@@ -97,10 +97,10 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// shippedConfig is deploy/scheduler/kube-scheduler-config.yaml with its extender pointed at url
-// over plain HTTP; everything else as shipped.
-func shippedConfig(url string) ([]byte, error) {
-	raw, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", "kube-scheduler-config.yaml"))
+// shippedConfig is deploy/scheduler/<file> with its extender pointed at url over plain HTTP;
+// everything else as shipped.
+func shippedConfig(file, url string) ([]byte, error) {
+	raw, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", file))
 	if err != nil {
 		return nil, fmt.Errorf("reading the shipped scheduler config: %w", err)
 	}
@@ -110,7 +110,7 @@ func shippedConfig(url string) ([]byte, error) {
 	}
 	exts, _ := doc["extenders"].([]any)
 	if len(exts) != 1 {
-		return nil, fmt.Errorf("shipped scheduler config: want one extender, got %d", len(exts))
+		return nil, fmt.Errorf("shipped scheduler config %s: want one extender, got %d", file, len(exts))
 	}
 	e := exts[0].(map[string]any)
 	e["urlPrefix"] = url

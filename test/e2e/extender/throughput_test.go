@@ -1,11 +1,17 @@
 package extender_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,8 +19,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/extender"
@@ -22,117 +31,156 @@ import (
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
-// BenchmarkSchedulingThroughput schedules 500 plain pods and 500 pods mounting a ShareWarden
-// volume on the real kube-scheduler with SHAREWARDEN_BENCH_NODES kwok nodes (default 1,000),
-// once on a plane whose scheduler has no extender and once on a plane with the shipped extender
-// configuration (consumers then carry the webhook's marker and go through the extender), and
-// reports pods/s for each and the ratios. kube-scheduler's client limits are raised to 1000/2000
-// so that they do not set the pace.
+// BenchmarkSchedulingThroughput measures what the extender costs kube-scheduler, on one plane
+// with SHAREWARDEN_BENCH_NODES kwok nodes (default 1,000) in three zones and four
+// kube-schedulers side by side, each with its own profile name:
+//
+//   - default: the harness's scheduler, no extender (the cluster's scheduler without ShareWarden);
+//   - own: deploy/scheduler/kube-scheduler-config.yaml (the extender in the cluster's scheduler);
+//   - second: deploy/scheduler/second-scheduler-config.yaml (ShareWarden's second scheduler);
+//   - second-plain: the same without its extenders entry.
+//
+// Each round times, on each scheduler in turn (the order reversed every other round, so that
+// drift on the shared machine falls on both sides of a ratio), SHAREWARDEN_BENCH_PODS plain pods
+// (default 500) and as many pods mounting one ShareWarden volume, each batch created at once,
+// from the first create to the last pod bound; consumers sent to a scheduler with the extender
+// carry the webhook's marker. Then the batch is deleted. It reports the median over
+// SHAREWARDEN_BENCH_ROUNDS rounds (default 3) of each round's ratios own/default and
+// second/second-plain, and, on stderr, every batch with what the scheduler spent per pod
+// (scheduling algorithm, its framework plugins, the rest: the extender calls as the scheduler
+// sees them) and what the extender spent answering. kube-scheduler's client limits are raised to
+// 1000/2000 so that they do not set the pace. SHAREWARDEN_BENCH_PROFILE=dir writes a CPU profile
+// of each scheduler over its first consumer batch there.
 func BenchmarkSchedulingThroughput(b *testing.B) {
-	nodes := 1000
-	if s := os.Getenv("SHAREWARDEN_BENCH_NODES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		nodes = n
-	}
+	nodes, rounds, pods := envInt(b, "SHAREWARDEN_BENCH_NODES", 1000), envInt(b, "SHAREWARDEN_BENCH_ROUNDS", 3), envInt(b, "SHAREWARDEN_BENCH_PODS", 500)
 	for b.Loop() {
-		plainA, consA := schedulingRun(b, nodes, false)
-		plainB, consB := schedulingRun(b, nodes, true)
-		b.ReportMetric(plainA, "plain-pods/s-no-extender")
-		b.ReportMetric(plainB, "plain-pods/s-extender")
-		b.ReportMetric(consA, "consumer-pods/s-no-extender")
-		b.ReportMetric(consB, "consumer-pods/s-extender")
-		b.ReportMetric(plainB/plainA, "plain-ratio")
-		b.ReportMetric(consB/consA, "consumer-ratio")
+		res := schedulingRun(b, nodes, rounds, pods, os.Getenv("SHAREWARDEN_BENCH_PROFILE"))
+		for _, p := range pairs {
+			for _, kind := range []string{"plain", "consumer"} {
+				var ratios []float64
+				for _, r := range res {
+					ratios = append(ratios, r[p.with][kind].podsPerSec/r[p.without][kind].podsPerSec)
+				}
+				b.ReportMetric(median(ratios), p.name+"-"+kind+"-ratio")
+			}
+		}
+		for _, s := range schedulers {
+			for _, kind := range []string{"plain", "consumer"} {
+				var rates []float64
+				for _, r := range res {
+					rates = append(rates, r[s.name][kind].podsPerSec)
+				}
+				b.ReportMetric(median(rates), s.name+"-"+kind+"-pods/s")
+			}
+		}
 	}
 }
 
-func schedulingRun(b *testing.B, nodes int, withExtender bool) (plain, consumers float64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+// A scheduler under test: the profile its pods name, and whether consumers go to the extender.
+type benchScheduler struct {
+	name, profile string
+	extender      bool
+	port          int
+}
+
+var schedulers = []*benchScheduler{
+	{name: "default", profile: corev1.DefaultSchedulerName},
+	{name: "own", profile: "bench-own", extender: true},
+	{name: "second-plain", profile: "bench-second-plain"},
+	{name: "second", profile: "sharewarden-scheduler", extender: true},
+}
+
+// Ratios reported: with the extender over without.
+var pairs = []struct{ name, with, without string }{
+	{"own", "own", "default"},
+	{"second", "second", "second-plain"},
+}
+
+// batchResult is one timed batch.
+type batchResult struct {
+	podsPerSec float64
+	// Per pod, from the scheduler's metrics: its scheduling algorithm, the framework's
+	// plugins within it, and the extender's answer time (filter + prioritize) from its own.
+	algorithm, framework, extender time.Duration
+	extenderCalls                  float64
+}
+
+type roundResult map[string]map[string]batchResult // scheduler -> plain|consumer -> result
+
+func schedulingRun(b *testing.B, nodes, rounds, pods int, profileDir string) []roundResult {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
-	cfg := cluster.Config{
+	t0 := time.Now()
+	progress := func(msg string) {
+		fmt.Fprintf(os.Stderr, "throughput +%s: %s\n", time.Since(t0).Round(time.Second), msg)
+	}
+	ports, err := cluster.FreePorts(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	url := "http://" + addr
+	c, err := cluster.Start(ctx, cluster.Config{
 		SchedulerQPS: 1000, SchedulerBurst: 2000,
 		ExtraControllerManagerArgs: []string{"--kube-api-qps=200", "--kube-api-burst=400"},
-		// One kwok plays every node; its leases renew every 30 s, so the grace period grows too.
-		NodeLeaseDuration:      2 * time.Minute,
-		NodeMonitorGracePeriod: 5 * time.Minute,
-	}
-	var stopExtender func()
-	if withExtender {
-		ports, err := cluster.FreePorts(1)
-		if err != nil {
-			b.Fatal(err)
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-		if cfg.SchedulerConfig, err = shippedConfig("http://" + addr + extender.DefaultURLPrefix); err != nil {
-			b.Fatal(err)
-		}
-		defer func() {
-			if stopExtender != nil {
-				stopExtender()
-			}
-		}()
-		c, err := cluster.Start(ctx, cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Stop()
-		if err := fixture.InstallCRDs(ctx, c); err != nil { // the extender watches SharedVolumes
-			b.Fatal(err)
-		}
-		opts := extender.NewOptions()
-		opts.SecureServing.BindPort = 0
-		opts.HTTPAddress = addr
-		opts.Kubeconfig = c.Kubeconfig()
-		done := make(chan error, 1)
-		extCtx, stop := context.WithCancel(ctx)
-		go func() { done <- extender.Run(extCtx, opts) }()
-		if err := waitReady(ctx, "http://"+addr+"/readyz", done); err != nil {
-			stop()
-			b.Fatalf("extender not ready: %v", err)
-		}
-		stopExtender = func() {
-			stop()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				b.Logf("extender: %v", err)
-			}
-		}
-		return measure(b, ctx, c, nodes, true)
-	}
-	c, err := cluster.Start(ctx, cfg)
+		// One kwok plays every node; its leases renew every quarter of their duration, so
+		// the grace period grows too.
+		NodeLeaseDuration:      4 * time.Minute,
+		NodeMonitorGracePeriod: 10 * time.Minute,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Stop()
-	return measure(b, ctx, c, nodes, false)
-}
-
-// measure adds the nodes, provisions one volume, then times 500 plain and 500 consumer pods
-// from creation to all bound to nodes.
-func measure(b *testing.B, ctx context.Context, c *cluster.Cluster, nodes int, marked bool) (plain, consumers float64) {
-	t0 := time.Now()
-	progress := func(msg string) {
-		fmt.Fprintf(os.Stderr, "throughput (extender %v) +%s: %s\n", marked, time.Since(t0).Round(time.Second), msg)
-	}
-	specs := make([]cluster.NodeSpec, nodes)
-	for i := range specs {
-		specs[i] = cluster.NodeSpec{Name: fmt.Sprintf("n%04d", i), Zone: fmt.Sprintf("zone-%d", i%3), Group: "bulk"}
-	}
-	if err := c.AddNodes(ctx, specs...); err != nil {
+	schedulers[0].port = c.SchedulerPort()
+	if err := fixture.InstallCRDs(ctx, c); err != nil { // the extender watches SharedVolumes
 		b.Fatal(err)
 	}
-	progress(fmt.Sprintf("%d nodes Ready", nodes))
-	if err := fixture.InstallCRDs(ctx, c); err != nil {
+	opts := extender.NewOptions()
+	opts.SecureServing.BindPort = 0
+	opts.HTTPAddress = addr
+	opts.Kubeconfig = c.Kubeconfig()
+	done := make(chan error, 1)
+	extCtx, stopExtender := context.WithCancel(ctx)
+	go func() { done <- extender.Run(extCtx, opts) }()
+	defer func() {
+		stopExtender()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			b.Logf("extender: %v", err)
+		}
+	}()
+	if err := waitReady(ctx, url+"/readyz", done); err != nil {
+		b.Fatalf("extender not ready: %v", err)
+	}
+	for _, s := range schedulers[1:] {
+		conf, err := benchSchedulerConfig(s, url+extender.DefaultURLPrefix)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.port, err = c.AddScheduler(ctx, "kube-scheduler-"+s.name, conf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	progress("plane, extender and schedulers up")
+
+	// Three nodes first, so that the fixture makes backing PVs on those only.
+	specs := make([]cluster.NodeSpec, nodes)
+	for i := range specs {
+		specs[i] = cluster.NodeSpec{Name: fmt.Sprintf("n%05d", i), Zone: fmt.Sprintf("zone-%d", i%3), Group: "bulk"}
+	}
+	if err := c.AddNodes(ctx, specs[:3]...); err != nil {
 		b.Fatal(err)
 	}
 	if err := fixture.SetupStorage(ctx, c, fixture.Storage{Network: true, PVsPerNode: 1}); err != nil {
 		b.Fatal(err)
 	}
-	opts := fixture.ControllerOptions(c)
-	opts.LeaderElect = false
-	ctl := fixture.StartController(ctx, opts)
+	if err := c.AddNodes(ctx, specs[3:]...); err != nil {
+		b.Fatal(err)
+	}
+	progress(fmt.Sprintf("%d nodes Ready", nodes))
+	ctlOpts := fixture.ControllerOptions(c)
+	ctlOpts.LeaderElect = false
+	ctl := fixture.StartController(ctx, ctlOpts)
 	defer func() { _ = ctl.Stop() }()
 	if err := c.CreateNamespace(ctx, "bench", nil); err != nil {
 		b.Fatal(err)
@@ -156,28 +204,99 @@ func measure(b *testing.B, ctx context.Context, c *cluster.Cluster, nodes int, m
 		b.Fatalf("volume not bound: %v", err)
 	}
 	progress("volume Bound")
+
 	cfg := c.RESTConfig()
 	cfg.QPS, cfg.Burst = 2000, 4000
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	fast, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	plain = scheduleBatch(b, ctx, fast, "plain", 500, func(p *corev1.Pod) {})
-	consumers = scheduleBatch(b, ctx, fast, "consumer", 500, func(p *corev1.Pod) {
-		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shared"}}}}
-		if marked { // what the webhook adds
-			one := resource.MustParse("1")
-			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{swv1.ResourceConsumer: one}
-			p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{swv1.ResourceConsumer: one}
+	scrapeCfg := c.RESTConfig()
+	scrapeCfg.Insecure, scrapeCfg.CAFile, scrapeCfg.CAData = true, "", nil // schedulers' own certificates
+	scraper, err := rest.HTTPClientFor(scrapeCfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out []roundResult
+	for r := range rounds {
+		order := slices.Clone(schedulers)
+		if r%2 == 1 {
+			slices.Reverse(order)
 		}
-	})
-	progress(fmt.Sprintf("plain %.1f pods/s, consumers %.1f pods/s", plain, consumers))
-	return plain, consumers
+		res := roundResult{}
+		for _, s := range order {
+			res[s.name] = map[string]batchResult{}
+			for _, kind := range []string{"plain", "consumer"} {
+				var prof func() error
+				if profileDir != "" && r == 0 && kind == "consumer" {
+					prof = startProfile(ctx, c, s, filepath.Join(profileDir, fmt.Sprintf("kube-scheduler-%s-%dnodes.pprof", s.name, nodes)))
+				}
+				br := timeBatch(b, ctx, fast, scraper, url, s, kind, pods)
+				if prof != nil {
+					if err := prof(); err != nil {
+						b.Logf("profile of %s: %v", s.name, err)
+					}
+				}
+				res[s.name][kind] = br
+				progress(fmt.Sprintf("round %d %-12s %-8s %6.1f pods/s  per pod: algorithm %v, plugins %v, rest %v; extender %.1f calls, %v answering",
+					r+1, s.name, kind, br.podsPerSec, br.algorithm, br.framework, br.algorithm-br.framework, br.extenderCalls, br.extender))
+			}
+		}
+		for _, p := range pairs {
+			progress(fmt.Sprintf("round %d ratios %s: plain %.2f, consumers %.2f", r+1, p.name,
+				res[p.with]["plain"].podsPerSec/res[p.without]["plain"].podsPerSec,
+				res[p.with]["consumer"].podsPerSec/res[p.without]["consumer"].podsPerSec))
+		}
+		out = append(out, res)
+	}
+	return out
 }
 
-// scheduleBatch creates n pods at once and returns pods/s from the first create to the last bound.
-func scheduleBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, prefix string, n int, mut func(*corev1.Pod)) float64 {
+// benchSchedulerConfig is the shipped configuration for s: its extender pointed at url over
+// plain HTTP, its profile renamed to s.profile; without its extenders for second-plain.
+func benchSchedulerConfig(s *benchScheduler, url string) ([]byte, error) {
+	file := "kube-scheduler-config.yaml"
+	if strings.HasPrefix(s.name, "second") {
+		file = "second-scheduler-config.yaml"
+	}
+	raw, err := shippedConfig(file, url)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	profiles, _ := doc["profiles"].([]any)
+	if len(profiles) != 1 {
+		return nil, fmt.Errorf("%s: want one profile, got %d", file, len(profiles))
+	}
+	profiles[0].(map[string]any)["schedulerName"] = s.profile
+	if !s.extender {
+		delete(doc, "extenders")
+	}
+	return yaml.Marshal(doc)
+}
+
+// timeBatch creates n pods of kind for s at once, returns pods/s from the first create to the
+// last bound and what the scheduler and the extender spent per pod, then deletes the pods.
+func timeBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, scraper *http.Client, extenderURL string, s *benchScheduler, kind string, n int) batchResult {
+	schedURL := fmt.Sprintf("https://127.0.0.1:%d/metrics", s.port)
+	before, err := scrape(ctx, scraper, schedURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	extBefore, err := scrape(ctx, http.DefaultClient, extenderURL+extender.PathMetrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sel := "bench=" + s.name + "-" + kind
+	w, err := cs.CoreV1().Pods("bench").Watch(ctx, metav1.ListOptions{LabelSelector: sel})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
 	start := time.Now()
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 50)
@@ -186,10 +305,18 @@ func scheduleBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, p
 		go func(i int) {
 			defer func() { <-sem }()
 			p := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("%s-%03d", prefix, i), Labels: map[string]string{"bench": prefix}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+				ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("%s-%s-%04d", s.name, kind, i), Labels: map[string]string{"bench": s.name + "-" + kind}},
+				Spec:       corev1.PodSpec{SchedulerName: s.profile, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
 			}
-			mut(p)
+			if kind == "consumer" {
+				p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shared"}}}}
+				if s.extender { // what the webhook adds
+					one := resource.MustParse("1")
+					p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{swv1.ResourceConsumer: one}
+					p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{swv1.ResourceConsumer: one}
+				}
+			}
 			if _, err := cs.CoreV1().Pods("bench").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 				errs <- err
 			}
@@ -202,21 +329,147 @@ func scheduleBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, p
 	for err := range errs {
 		b.Fatal(err)
 	}
-	var last int
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pods, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{LabelSelector: "bench=" + prefix})
-		if err != nil {
-			return false, nil //nolint:nilerr // retry
+	bound := map[string]bool{}
+	timeout := time.After(10 * time.Minute)
+	for len(bound) < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				b.Fatalf("%s: watch closed with %d of %d pods bound", sel, len(bound), n)
+			}
+			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type != watch.Deleted && p.Spec.NodeName != "" {
+				bound[p.Name] = true
+			}
+		case <-timeout:
+			b.Fatalf("%s: only %d of %d pods bound", sel, len(bound), n)
 		}
-		last = 0
-		for _, p := range pods.Items {
-			if p.Spec.NodeName != "" {
-				last++
+	}
+	res := batchResult{podsPerSec: float64(n) / time.Since(start).Seconds()}
+	after, err := scrape(ctx, scraper, schedURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	extAfter, err := scrape(ctx, http.DefaultClient, extenderURL+extender.PathMetrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	perPod := func(sum float64) time.Duration { return time.Duration(sum / float64(n) * float64(time.Second)) }
+	delta := func(a, b map[string]float64, name string, labels ...string) float64 {
+		var d float64
+		for k, v := range a {
+			if strings.HasPrefix(k, name+"{") || k == name {
+				if matchLabels(k, labels) {
+					d += v - b[k]
+				}
 			}
 		}
-		return last == n, nil
-	}); err != nil {
-		b.Fatalf("%s: only %d of %d pods scheduled: %v", prefix, last, n, err)
+		return d
 	}
-	return float64(n) / time.Since(start).Seconds()
+	res.algorithm = perPod(delta(after, before, "scheduler_scheduling_algorithm_duration_seconds_sum"))
+	for _, ep := range []string{"PreFilter", "Filter", "PreScore", "Score"} {
+		res.framework += perPod(delta(after, before, "scheduler_framework_extension_point_duration_seconds_sum", `extension_point="`+ep+`"`, `profile="`+s.profile+`"`))
+	}
+	res.extender = perPod(delta(extAfter, extBefore, extender.MetricLatency+"_sum"))
+	res.extenderCalls = delta(extAfter, extBefore, extender.MetricLatency+"_count") / float64(n)
+
+	if err := cs.CoreV1().Pods("bench").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: sel}); err != nil {
+		b.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		return err == nil && len(l.Items) == 0, nil
+	}); err != nil {
+		b.Fatalf("%s: pods not deleted: %v", sel, err)
+	}
+	time.Sleep(2 * time.Second) // the schedulers and kwok see the deletions before the next batch
+	return res
+}
+
+// startProfile starts a CPU profile of s's kube-scheduler over the next 30 s, into path; the
+// returned function waits for it.
+func startProfile(ctx context.Context, c *cluster.Cluster, s *benchScheduler, path string) func() error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		err = c.SchedulerProfile(ctx, s.port, 30*time.Second, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	time.Sleep(time.Second) // the profile is running when the batch starts
+	return func() error { return <-done }
+}
+
+// scrape reads a Prometheus text page into series (name{labels}) -> value.
+func scrape(ctx context.Context, hc *http.Client, url string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scraping %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("scraping %s: %s: %s", url, resp.Status, body)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out, sc.Err()
+}
+
+func matchLabels(series string, labels []string) bool {
+	for _, l := range labels {
+		if !strings.Contains(series, l) {
+			return false
+		}
+	}
+	return true
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return n
 }
