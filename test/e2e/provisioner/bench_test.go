@@ -126,7 +126,7 @@ func createAndWait(ctx context.Context, b *testing.B, cs kubernetes.Interface, b
 		go func(i int) {
 			defer wg.Done()
 			created[i] = time.Now()
-			if _, err := cs.CoreV1().PersistentVolumeClaims("bench").Create(ctx, rwxClaim("bench", fmt.Sprintf("c%04d", i), "1Gi"), metav1.CreateOptions{}); err != nil {
+			if _, err := cs.CoreV1().PersistentVolumeClaims("bench").Create(ctx, fixture.Claim("bench", fmt.Sprintf("c%04d", i)), metav1.CreateOptions{}); err != nil {
 				errs <- err
 			}
 		}(i)
