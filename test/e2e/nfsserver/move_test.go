@@ -92,7 +92,9 @@ func opCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// killAgent SIGKILLs the agent, as a node dying takes it; ganesha dies with it.
+// killAgent SIGKILLs the agent, as a node dying takes it, and fails the test unless ganesha
+// dies with it: ganesha must never serve without its agent (which holds the volume's lease),
+// even when the agent cannot clean up.
 func killAgent(t *testing.T, a *agent) {
 	t.Helper()
 	pid := a.ganeshaPID()
@@ -101,7 +103,7 @@ func killAgent(t *testing.T, a *agent) {
 	deadline := time.Now().Add(exitTimeout)
 	for processAlive(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("ganesha %d outlived its agent", pid)
+			t.Fatalf("ganesha (pid %d) still runs %s after its agent was killed", pid, exitTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

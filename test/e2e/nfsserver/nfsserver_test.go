@@ -449,16 +449,7 @@ func testServeKillRestart(t *testing.T) {
 func testAgentDeathKillsGanesha(t *testing.T) {
 	a := startAgent(t, agentConfig{host: "127.0.0.2", volumeDir: newVolume(t)})
 	a.waitHealthz(http.StatusOK)
-	pid := a.ganeshaPID()
-	a.signal(syscall.SIGKILL)
-	a.waitExit()
-	deadline := time.Now().Add(exitTimeout)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("ganesha (pid %d) still runs %s after its agent was killed", pid, exitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	killAgent(t, a)
 }
 
 // testDefaultServesNFSv41Only: with the default minor versions a NFSv4.0 client is refused.

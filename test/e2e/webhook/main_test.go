@@ -94,15 +94,7 @@ func systemNamespace(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("namespace %s still terminating: %v", ns, err)
 	}
-	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = plane.Client().CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	})
-	return ns
+	return fixture.Namespace(t, ctx, plane, ns)
 }
 
 func testContext(t testing.TB) context.Context {
