@@ -38,7 +38,7 @@ func TestBuilders(t *testing.T) {
 	uid := string(v.Claim.UID)
 
 	b := BackingClaim(v)
-	if b.Namespace != "sharewarden-system" || b.Name != "sw-"+uid || *b.Spec.StorageClassName != "local-rwo" ||
+	if b.Namespace != "sharewarden-system" || b.Name != swv1.ObjectName(uid) || *b.Spec.StorageClassName != "local-rwo" ||
 		!slices.Equal(b.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
 		t.Errorf("backing claim: %+v", b)
 	}

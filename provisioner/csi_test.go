@@ -236,7 +236,7 @@ func (e *env) serveCSI() {
 	e.t.Helper()
 	ctx := context.Background()
 	e.reconcile()
-	name := "sw-" + e.uid
+	name := swv1.ObjectName(e.uid)
 	svc, backing, pod := &corev1.Service{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{}
 	if !e.get(svc, sysNS, name) || !e.get(backing, sysNS, name) || !e.get(pod, sysNS, name) {
 		e.t.Fatal("first pass must create backing claim, service and server pod")
@@ -420,7 +420,7 @@ func TestCreateVolumeRefusals(t *testing.T) {
 
 func TestCreateVolumeOfAFailedVolume(t *testing.T) {
 	uid := string(testVolume().Claim.UID)
-	foreign := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: "sw-" + uid,
+	foreign := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: swv1.ObjectName(uid),
 		Labels: map[string]string{swv1.LabelClaimUID: uid}}}
 	e := newCSIEnv(t, foreign)
 	e.reconcile()
@@ -575,7 +575,7 @@ func TestDeleteVolumeWhileTheClaimExists(t *testing.T) {
 		t.Helper()
 		_, err := e.controller().DeleteVolume(timeout(t), &csi.DeleteVolumeRequest{VolumeId: PVName(e.uid)})
 		wantCode(t, err, codes.FailedPrecondition, "app/data", "delete the claim")
-		name := "sw-" + e.uid
+		name := swv1.ObjectName(e.uid)
 		for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{}} {
 			if !e.get(obj, sysNS, name) || obj.GetDeletionTimestamp() != nil {
 				t.Errorf("%T deleted while the claim exists", obj)
@@ -609,7 +609,7 @@ func TestDeleteVolumeReleases(t *testing.T) {
 			e.reconcile()
 			ctx := context.Background()
 			pod := &corev1.Pod{}
-			e.get(pod, sysNS, "sw-"+e.uid)
+			e.get(pod, sysNS, swv1.ObjectName(e.uid))
 			if err := e.c.Create(ctx, fencing.LeaseFor(pod, testVolume().Labels(), time.Minute, e.r.now())); err != nil {
 				t.Fatal(err)
 			}
@@ -619,7 +619,7 @@ func TestDeleteVolumeReleases(t *testing.T) {
 			if _, err := e.controller().DeleteVolume(timeout(t), &csi.DeleteVolumeRequest{VolumeId: PVName(e.uid)}); err != nil {
 				t.Fatalf("DeleteVolume: %v", err)
 			}
-			name := "sw-" + e.uid
+			name := swv1.ObjectName(e.uid)
 			for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Service{}, &coordinationv1.Lease{}} {
 				if e.get(obj, sysNS, name) {
 					t.Errorf("%T left behind", obj)
@@ -662,7 +662,7 @@ func TestReleaseVolume(t *testing.T) {
 
 	// A backing claim without the volume's labels is never released.
 	backing := &corev1.PersistentVolumeClaim{}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	unlabelled := backing.DeepCopy()
 	delete(unlabelled.Labels, swv1.LabelClaimName)
 	if err := e.c.Update(ctx, unlabelled); err != nil {
@@ -671,7 +671,7 @@ func TestReleaseVolume(t *testing.T) {
 	if done, err := e.r.ReleaseVolume(ctx, e.uid); done || err == nil || !strings.Contains(err.Error(), "labels") {
 		t.Errorf("release through an unlabelled backing claim: %v, %v", done, err)
 	}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	backing.Labels[swv1.LabelClaimName] = "data"
 	if err := e.c.Update(ctx, backing); err != nil {
 		t.Fatal(err)
@@ -683,10 +683,10 @@ func TestReleaseVolume(t *testing.T) {
 	if err != nil || done {
 		t.Fatalf("first call: %v, %v; want not done while the server stops", done, err)
 	}
-	if e.get(&corev1.Pod{}, sysNS, "sw-"+e.uid) || e.get(&corev1.Service{}, sysNS, "sw-"+e.uid) {
+	if e.get(&corev1.Pod{}, sysNS, swv1.ObjectName(e.uid)) || e.get(&corev1.Service{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("server or Service not deleted first")
 	}
-	if !e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) {
+	if !e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("backing claim deleted before the server was gone")
 	}
 	if sv := e.sv(); sv == nil || sv.Status.Phase != swv1.PhaseDeleting {
@@ -696,7 +696,7 @@ func TestReleaseVolume(t *testing.T) {
 		t.Fatalf("second call: %v, %v; want done", done, err)
 	}
 	// No PV was made, and the backing claim records the class's policy, Delete.
-	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) || e.sv() != nil {
+	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) || e.sv() != nil {
 		t.Error("backing claim or SharedVolume left behind")
 	}
 }
@@ -732,7 +732,7 @@ func TestControllerExpandVolume(t *testing.T) {
 	_, err = c.ControllerExpandVolume(short, req)
 	wantCode(t, err, codes.DeadlineExceeded, "being resized")
 	backing := &corev1.PersistentVolumeClaim{}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	if q := backing.Spec.Resources.Requests[corev1.ResourceStorage]; q.Value() != 10*gi {
 		t.Fatalf("backing request %s, want 10Gi", q.String())
 	}
@@ -754,7 +754,7 @@ func TestControllerExpandVolume(t *testing.T) {
 	}
 	_, err = c.ControllerExpandVolume(timeout(t), &csi.ControllerExpandVolumeRequest{VolumeId: id, CapacityRange: &csi.CapacityRange{RequiredBytes: 20 * gi}})
 	wantCode(t, err, codes.FailedPrecondition, "local-rwo", "does not allow volume expansion")
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	if q := backing.Spec.Resources.Requests[corev1.ResourceStorage]; q.Value() != 10*gi {
 		t.Errorf("backing request changed to %s on a class without expansion", q.String())
 	}
@@ -792,7 +792,7 @@ func TestCSIVolumePV(t *testing.T) {
 	// The backing volume grows: the PV and the claim are external-resizer's to update.
 	ctx := context.Background()
 	backing := &corev1.PersistentVolumeClaim{}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	backing.Status.Capacity[corev1.ResourceStorage] = resource.MustParse("10Gi")
 	if err := e.c.Status().Update(ctx, backing); err != nil {
 		t.Fatal(err)
@@ -824,10 +824,10 @@ func TestCSIVolumePV(t *testing.T) {
 	}
 
 	// The Service, lost, comes back at the address the CSI PV names.
-	e.deleteNow(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: "sw-" + e.uid}})
+	e.deleteNow(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: swv1.ObjectName(e.uid)}})
 	e.reconcile()
 	svc := &corev1.Service{}
-	if !e.get(svc, sysNS, "sw-"+e.uid) || svc.Spec.ClusterIP != testServiceIP {
+	if !e.get(svc, sysNS, swv1.ObjectName(e.uid)) || svc.Spec.ClusterIP != testServiceIP {
 		t.Errorf("service not recreated at the CSI PV's %s: %+v", testServiceIP, svc.Spec)
 	}
 }

@@ -109,7 +109,7 @@ func (e *env) provisionToReady() {
 	e.t.Helper()
 	ctx := context.Background()
 	e.reconcile()
-	name := "sw-" + e.uid
+	name := swv1.ObjectName(e.uid)
 	backing := &corev1.PersistentVolumeClaim{}
 	pod := &corev1.Pod{}
 	if !e.get(backing, sysNS, name) || !e.get(&corev1.Service{}, sysNS, name) || !e.get(pod, sysNS, name) {
@@ -182,14 +182,14 @@ func TestReconcileProvisionsAndIsIdempotent(t *testing.T) {
 
 func TestReconcileRefusesForeignBackingClaim(t *testing.T) {
 	uid := string(testVolume().Claim.UID)
-	foreign := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: "sw-" + uid,
+	foreign := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: swv1.ObjectName(uid),
 		Labels: map[string]string{swv1.LabelClaimUID: uid}}} // a user copied the label, not managed-by
 	e := newEnv(t, foreign)
 	e.reconcile()
 	if sv := e.sv(); sv.Status.Phase != swv1.PhaseFailed {
 		t.Errorf("phase %s, want Failed", sv.Status.Phase)
 	}
-	if e.get(&corev1.Pod{}, sysNS, "sw-"+uid) {
+	if e.get(&corev1.Pod{}, sysNS, swv1.ObjectName(uid)) {
 		t.Error("a server was started on a claim ShareWarden did not create")
 	}
 	if ev := e.events(); !strings.Contains(ev, ReasonConflict) {
@@ -212,7 +212,7 @@ func TestReconcileMissingBackingClass(t *testing.T) {
 	if ev := e.events(); !strings.Contains(ev, ReasonBackingClassMissing) || !strings.Contains(ev, "local-rwo") {
 		t.Errorf("event should name the missing class:\n%s", ev)
 	}
-	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) {
+	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("backing claim created without a backing class")
 	}
 }
@@ -236,7 +236,7 @@ func TestReconcileDeleteAndRetain(t *testing.T) {
 			for range 3 {
 				e.reconcile()
 			}
-			name := "sw-" + e.uid
+			name := swv1.ObjectName(e.uid)
 			if e.get(&corev1.Pod{}, sysNS, name) || e.get(&corev1.Service{}, sysNS, name) {
 				t.Error("server or service left behind")
 			}
@@ -273,7 +273,7 @@ func TestReconcileExpand(t *testing.T) {
 	}
 	grow()
 	backing := &corev1.PersistentVolumeClaim{}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	if q := backing.Spec.Resources.Requests[corev1.ResourceStorage]; q.Cmp(resource.MustParse("10Gi")) != 0 {
 		t.Fatalf("backing request %s, want 10Gi", q.String())
 	}
@@ -307,7 +307,7 @@ func TestReconcileExpand(t *testing.T) {
 		t.Fatal(err)
 	}
 	grow()
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	if q := backing.Spec.Resources.Requests[corev1.ResourceStorage]; q.Cmp(resource.MustParse("10Gi")) != 0 {
 		t.Errorf("backing request changed to %s on a class without expansion", q.String())
 	}
@@ -325,7 +325,7 @@ func TestReconcileIgnoresUnmanagedClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.reconcile()
-	if e.sv() != nil || e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) {
+	if e.sv() != nil || e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("a claim on an unmanaged class was provisioned")
 	}
 }

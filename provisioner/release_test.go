@@ -47,7 +47,7 @@ func (e *env) del(obj client.Object) {
 func (e *env) runServer() *corev1.Pod {
 	e.t.Helper()
 	pod := &corev1.Pod{}
-	e.get(pod, sysNS, "sw-"+e.uid)
+	e.get(pod, sysNS, swv1.ObjectName(e.uid))
 	if pod.UID == "" { // the fake assigns none
 		pod.UID = "server-pod-uid"
 		if err := e.c.Update(context.Background(), pod); err != nil {
@@ -78,7 +78,7 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 		for range 2 {
 			e.reconcile()
 		}
-		if e.get(&coordinationv1.Lease{}, sysNS, "sw-"+e.uid) {
+		if e.get(&coordinationv1.Lease{}, sysNS, swv1.ObjectName(e.uid)) {
 			t.Error("the controller made a lease no server ever held: nobody would renew it and the server would be fenced")
 		}
 	})
@@ -103,21 +103,21 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 		},
 		{
 			name:     "service, held by its finalizer",
-			act:      func(e *env) { e.del(objRef(&corev1.Service{}, sysNS, "sw-"+e.uid)) },
+			act:      func(e *env) { e.del(objRef(&corev1.Service{}, sysNS, swv1.ObjectName(e.uid))) },
 			degraded: ReasonObjectDeleting, event: ReasonObjectDeleting,
 		},
 		{
 			name:     "backing claim, held by its finalizer",
-			act:      func(e *env) { e.del(objRef(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid)) },
+			act:      func(e *env) { e.del(objRef(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid))) },
 			degraded: ReasonObjectDeleting, event: ReasonObjectDeleting,
 		},
 		{
 			name:  "service, finalizer stripped",
-			act:   func(e *env) { e.deleteNow(objRef(&corev1.Service{}, sysNS, "sw-"+e.uid)) },
+			act:   func(e *env) { e.deleteNow(objRef(&corev1.Service{}, sysNS, swv1.ObjectName(e.uid))) },
 			event: ReasonServiceCreated,
 			check: func(t *testing.T, e *env) {
 				svc := &corev1.Service{}
-				if !e.get(svc, sysNS, "sw-"+e.uid) || svc.Spec.ClusterIP != testServiceIP {
+				if !e.get(svc, sysNS, swv1.ObjectName(e.uid)) || svc.Spec.ClusterIP != testServiceIP {
 					t.Errorf("service not recreated at %s: %+v", testServiceIP, svc.Spec)
 				}
 				if !controllerutil.ContainsFinalizer(svc, swv1.FinalizerVolumeProtection) {
@@ -127,7 +127,7 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 		},
 		{
 			name:   "server pod",
-			act:    func(e *env) { e.deleteNow(objRef(&corev1.Pod{}, sysNS, "sw-"+e.uid)) },
+			act:    func(e *env) { e.deleteNow(objRef(&corev1.Pod{}, sysNS, swv1.ObjectName(e.uid))) },
 			event:  ReasonServerStarting,
 			settle: true,
 		},
@@ -146,8 +146,8 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 			check: func(t *testing.T, e *env) {
 				lease := &coordinationv1.Lease{}
 				pod := &corev1.Pod{}
-				e.get(pod, sysNS, "sw-"+e.uid)
-				if !e.get(lease, sysNS, "sw-"+e.uid) || ptr.Deref(lease.Spec.HolderIdentity, "") != fencing.Identity(pod) {
+				e.get(pod, sysNS, swv1.ObjectName(e.uid))
+				if !e.get(lease, sysNS, swv1.ObjectName(e.uid)) || ptr.Deref(lease.Spec.HolderIdentity, "") != fencing.Identity(pod) {
 					t.Errorf("lease not recreated in the server's name: %+v", lease.Spec)
 				}
 				if lease.Labels[swv1.LabelComponent] != swv1.ComponentNFSServer || lease.Labels[swv1.LabelClaimUID] != e.uid {
@@ -182,7 +182,7 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 			}
 			if tc.settle {
 				pod := &corev1.Pod{}
-				e.get(pod, sysNS, "sw-"+e.uid)
+				e.get(pod, sysNS, swv1.ObjectName(e.uid))
 				pod.Spec.NodeName = "node-a1"
 				if err := e.c.Update(context.Background(), pod); err != nil {
 					t.Fatal(err)
@@ -191,7 +191,7 @@ func TestMissingDependencyReleasesNothing(t *testing.T) {
 				e.reconcile()
 			}
 			backing, pv := &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{}
-			if !e.get(backing, sysNS, "sw-"+e.uid) || !e.get(pv, "", "pvc-"+e.uid) {
+			if !e.get(backing, sysNS, swv1.ObjectName(e.uid)) || !e.get(pv, "", "pvc-"+e.uid) {
 				t.Fatal("backing claim or PV deleted")
 			}
 			if pv.Spec.NFS.Server != testServiceIP {
@@ -252,7 +252,7 @@ func TestNewClaimWaitsForItsClass(t *testing.T) {
 	if sv == nil || sv.Status.Phase != swv1.PhasePending || readyReason(sv.Status) != ReasonManagedClassMissing {
 		t.Fatalf("want Pending for the missing class, got %+v", sv)
 	}
-	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) {
+	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("backing claim created without the class")
 	}
 }
@@ -273,14 +273,14 @@ func TestReleaseNeedsTheAPIToConfirm(t *testing.T) {
 			t.Error("an unconfirmed deletion must be looked at again")
 		}
 	}
-	if !e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) || !e.get(&corev1.Service{}, sysNS, "sw-"+e.uid) || e.sv().Status.Phase == swv1.PhaseDeleting {
+	if !e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) || !e.get(&corev1.Service{}, sysNS, swv1.ObjectName(e.uid)) || e.sv().Status.Phase == swv1.PhaseDeleting {
 		t.Fatal("volume released on the cache's word alone")
 	}
 	e.r.Reader = nil
 	for range 3 {
 		e.reconcile()
 	}
-	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+e.uid) || e.sv() != nil {
+	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) || e.sv() != nil {
 		t.Error("volume not released once the deletion was confirmed")
 	}
 }
@@ -295,7 +295,7 @@ func TestReleaseWithoutSharedVolume(t *testing.T) {
 	for range 3 {
 		e.reconcile()
 	}
-	name := "sw-" + e.uid
+	name := swv1.ObjectName(e.uid)
 	for _, obj := range []client.Object{&corev1.Pod{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{}} {
 		if e.get(obj, sysNS, name) {
 			t.Errorf("%T left behind", obj)
@@ -317,7 +317,7 @@ func TestReleaseBeforePV(t *testing.T) {
 			e := newEnv(t)
 			e.reconcile()
 			backing := &corev1.PersistentVolumeClaim{}
-			e.get(backing, sysNS, "sw-"+e.uid)
+			e.get(backing, sysNS, swv1.ObjectName(e.uid))
 			if backing.Annotations[swv1.AnnotationReclaimPolicy] != "Delete" {
 				t.Fatalf("backing claim records policy %q, want the class's Delete", backing.Annotations[swv1.AnnotationReclaimPolicy])
 			}
@@ -333,14 +333,14 @@ func TestReleaseBeforePV(t *testing.T) {
 			for range 3 {
 				e.reconcile()
 			}
-			kept := e.get(backing, sysNS, "sw-"+e.uid)
+			kept := e.get(backing, sysNS, swv1.ObjectName(e.uid))
 			if kept != tc.kept {
 				t.Errorf("backing claim kept %v, want %v", kept, tc.kept)
 			}
 			if kept && controllerutil.ContainsFinalizer(backing, swv1.FinalizerVolumeProtection) {
 				t.Error("a retained backing claim keeps its protection: nobody could delete it")
 			}
-			if e.get(&corev1.Pod{}, sysNS, "sw-"+e.uid) || e.sv() != nil {
+			if e.get(&corev1.Pod{}, sysNS, swv1.ObjectName(e.uid)) || e.sv() != nil {
 				t.Error("server or SharedVolume left behind")
 			}
 		})
@@ -352,7 +352,7 @@ func TestReleaseBeforePV(t *testing.T) {
 func TestServiceAtAnotherAddressIsReplaced(t *testing.T) {
 	e := newEnv(t)
 	e.provisionToReady()
-	e.deleteNow(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: "sw-" + e.uid}})
+	e.deleteNow(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: sysNS, Name: swv1.ObjectName(e.uid)}})
 	// Someone recreates it by hand, at an address of the apiserver's choosing.
 	wrong := Service(Volume{Claim: testVolume().Claim, Namespace: sysNS})
 	wrong.Spec.ClusterIP = "10.96.0.99"
@@ -365,7 +365,7 @@ func TestServiceAtAnotherAddressIsReplaced(t *testing.T) {
 	}
 	e.reconcile()
 	svc := &corev1.Service{}
-	if !e.get(svc, sysNS, "sw-"+e.uid) || svc.Spec.ClusterIP != testServiceIP {
+	if !e.get(svc, sysNS, swv1.ObjectName(e.uid)) || svc.Spec.ClusterIP != testServiceIP {
 		t.Errorf("service not replaced at %s: %+v", testServiceIP, svc.Spec)
 	}
 	if sv := e.sv(); sv.Status.Phase != swv1.PhaseReady || sv.Status.ServiceIP != testServiceIP {
@@ -388,10 +388,10 @@ func TestCloneUsesTheSourcesBackingClaim(t *testing.T) {
 	e.req.Name = "copy"
 	e.reconcile()
 	backing := &corev1.PersistentVolumeClaim{}
-	if !e.get(backing, sysNS, "sw-"+string(clone.UID)) {
+	if !e.get(backing, sysNS, swv1.ObjectName(string(clone.UID))) {
 		t.Fatal("clone's backing claim not created")
 	}
-	if ds := backing.Spec.DataSource; ds == nil || ds.Kind != "PersistentVolumeClaim" || ds.Name != "sw-"+e.uid {
+	if ds := backing.Spec.DataSource; ds == nil || ds.Kind != "PersistentVolumeClaim" || ds.Name != swv1.ObjectName(e.uid) {
 		t.Errorf("clone's backing data source %+v, want the source's backing claim sw-%s", ds, e.uid)
 	}
 
@@ -411,7 +411,7 @@ func TestCloneUsesTheSourcesBackingClaim(t *testing.T) {
 	if sv.Status.Phase != swv1.PhaseFailed || readyReason(sv.Status) != ReasonBadDataSource {
 		t.Errorf("clone of an RWO claim: phase %s reason %s", sv.Status.Phase, readyReason(sv.Status))
 	}
-	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, "sw-"+string(bad.UID)) {
+	if e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(string(bad.UID))) {
 		t.Error("backing claim created for an unreachable data source")
 	}
 }
@@ -423,7 +423,7 @@ func TestNoAttachmentOnAFencedNode(t *testing.T) {
 	e.provisionToReady()
 	ctx := context.Background()
 	backing := &corev1.PersistentVolumeClaim{}
-	e.get(backing, sysNS, "sw-"+e.uid)
+	e.get(backing, sysNS, swv1.ObjectName(e.uid))
 	backing.Spec.VolumeName = "disk-1"
 	if err := e.c.Update(ctx, backing); err != nil {
 		t.Fatal(err)

@@ -131,7 +131,7 @@ func TestCreateSnapshot(t *testing.T) {
 	if !e.get(vs, sysNS, name) {
 		t.Fatal("no backing snapshot")
 	}
-	if src := ptr.Deref(vs.Spec.Source.PersistentVolumeClaimName, ""); src != "sw-"+e.uid {
+	if src := ptr.Deref(vs.Spec.Source.PersistentVolumeClaimName, ""); src != swv1.ObjectName(e.uid) {
 		t.Errorf("backing snapshot of %q, want the backing claim sw-%s", src, e.uid)
 	}
 	if class := ptr.Deref(vs.Spec.VolumeSnapshotClassName, ""); class != "disk-default" {
@@ -386,7 +386,7 @@ func TestRestoreUsesTheBackingSnapshot(t *testing.T) {
 	e.req.Name = "restored"
 	e.reconcile()
 	backing := &corev1.PersistentVolumeClaim{}
-	if !e.get(backing, sysNS, "sw-"+string(restore.UID)) {
+	if !e.get(backing, sysNS, swv1.ObjectName(string(restore.UID))) {
 		t.Fatalf("restore's backing claim not created: %+v", e.sv())
 	}
 	if ds := backing.Spec.DataSource; ds == nil || ptr.Deref(ds.APIGroup, "") != snapshotv1.GroupName || ds.Kind != "VolumeSnapshot" || ds.Name != "snapshot-1" {

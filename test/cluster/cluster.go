@@ -232,7 +232,10 @@ func (c *Cluster) pickPorts() error {
 }
 
 // FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
-func FreePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) { return FreePortsOn("127.0.0.1", n) }
+
+// FreePortsOn returns n distinct TCP ports free on host (an IP address) at the time of the call.
+func FreePortsOn(host string, n int) ([]int, error) {
 	ls := make([]net.Listener, 0, n)
 	defer func() {
 		for _, l := range ls {
@@ -241,9 +244,9 @@ func FreePorts(n int) ([]int, error) {
 	}()
 	out := make([]int, 0, n)
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
+			return nil, fmt.Errorf("finding a free port on %s: %w", host, err)
 		}
 		ls = append(ls, l)
 		out = append(out, l.Addr().(*net.TCPAddr).Port)

@@ -196,7 +196,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		t.Fatalf("applying the helm test objects: %v", err)
 	}
 	testNS := tests[0].GetName()
-	c := newClient(t, plane)
+	c := fixture.Client(t, plane)
 	claim := &corev1.PersistentVolumeClaim{}
 	var sv swv1.SharedVolume
 	poll(t, ctx, 3*time.Minute, "the helm test claim rewritten, provisioned and Bound", func() error {
@@ -222,7 +222,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 
 	// The NFS server: the chart's server ServiceAccount and image, handed to the second scheduler.
 	server := &corev1.Pod{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: "sw-" + string(claim.UID)}, server); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: swv1.ObjectName(string(claim.UID))}, server); err != nil {
 		t.Fatal(err)
 	}
 	if server.Spec.ServiceAccountName != "sharewarden-nfs-server" || server.Spec.SchedulerName != "sharewarden-scheduler" ||
@@ -642,15 +642,6 @@ func metricSum(t *testing.T, ctx context.Context, url, name string) float64 {
 		}
 	}
 	return sum
-}
-
-func newClient(t *testing.T, plane *cluster.Cluster) client.Client {
-	t.Helper()
-	c, err := fixture.NewClient(plane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // poll retries cond until it returns nil, fails on wait.ErrorInterrupted, and fails the test

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +23,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 const (
@@ -42,33 +42,15 @@ var (
 	sharewBin string // the sharewarden binary, built once
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("skipping chart e2e in -short mode")
-		return 0
-	}
+func TestMain(m *testing.M) {
 	binDir = cluster.DefaultBinDir()
 	helmBin = filepath.Join(binDir, "helm")
-	var missing []error
-	if err := cluster.CheckBinaries(binDir); err != nil {
-		missing = append(missing, err)
-	}
-	if _, err := exec.LookPath(helmBin); err != nil {
-		missing = append(missing, fmt.Errorf("helm not built in %s: run hack/helm.sh", binDir))
-	}
-	if err := errors.Join(missing...); err != nil {
-		return cluster.SkipE2E("chart", err)
-	}
-	var err error
-	if workDir, err = os.MkdirTemp("", "sharewarden-chart-"); err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	defer os.RemoveAll(workDir)
-	return m.Run()
+	fixture.RunSuite(m, fixture.Suite{
+		Name:     "chart",
+		Tools:    []string{helmBin},
+		Binaries: true, // each install test starts a plane of its own
+		Setup:    func(_ context.Context, e *fixture.Env) error { workDir = e.Dir; return nil },
+	})
 }
 
 // buildSharewarden builds cmd/sharewarden once per test binary.

@@ -25,38 +25,6 @@ import (
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
-func newClient(t *testing.T) client.Client {
-	t.Helper()
-	c, err := fixture.NewClient(plane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func namespace(t *testing.T, ctx context.Context, name string) string {
-	t.Helper()
-	if err := plane.CreateNamespace(ctx, name, nil); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
-
-func rwxClaim(ns, name, class, size string, mutate ...func(*corev1.PersistentVolumeClaim)) *corev1.PersistentVolumeClaim {
-	c := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(class),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
-		},
-	}
-	for _, m := range mutate {
-		m(c)
-	}
-	return c
-}
-
 // bound creates the claim and waits until external-provisioner bound it to a PV of
 // ShareWarden's driver, returning that PV.
 func bound(t *testing.T, ctx context.Context, c client.Client, claim *corev1.PersistentVolumeClaim) *corev1.PersistentVolume {
@@ -187,10 +155,10 @@ func readySnapshot(t *testing.T, ctx context.Context, c client.Client, vs *snaps
 func TestSnapshotRestoreClone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "snapshots")
+	c := fixture.Client(t, plane)
+	ns := fixture.Namespace(t, ctx, plane, "snapshots")
 
-	src := rwxClaim(ns, "data", fixture.CSIManagedClass, "64Mi")
+	src := fixture.Claim(ns, "data", fixture.OnClass(fixture.CSIManagedClass), fixture.Size("64Mi"))
 	pv := bound(t, ctx, c, src)
 	files := map[string]string{"a.txt": "alpha", "b.txt": "written before the snapshot"}
 	writeFiles(t, ctx, address(t, pv), files)
@@ -211,13 +179,13 @@ func TestSnapshotRestoreClone(t *testing.T) {
 	// Written after the snapshot: in the clone, not in the restore.
 	writeFiles(t, ctx, address(t, pv), map[string]string{"c.txt": "after"})
 
-	restored := bound(t, ctx, c, rwxClaim(ns, "restored", fixture.CSIManagedClass, "64Mi", func(p *corev1.PersistentVolumeClaim) {
+	restored := bound(t, ctx, c, fixture.Claim(ns, "restored", fixture.OnClass(fixture.CSIManagedClass), fixture.Size("64Mi"), func(p *corev1.PersistentVolumeClaim) {
 		p.Spec.DataSource = &corev1.TypedLocalObjectReference{APIGroup: ptr.To(snapshotv1.GroupName), Kind: "VolumeSnapshot", Name: vs.Name}
 	}))
 	readFiles(t, ctx, address(t, restored), files)
 	missing(t, ctx, address(t, restored), "c.txt")
 
-	clone := bound(t, ctx, c, rwxClaim(ns, "clone", fixture.CSIManagedClass, "64Mi", func(p *corev1.PersistentVolumeClaim) {
+	clone := bound(t, ctx, c, fixture.Claim(ns, "clone", fixture.OnClass(fixture.CSIManagedClass), fixture.Size("64Mi"), func(p *corev1.PersistentVolumeClaim) {
 		p.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "data"}
 	}))
 	readFiles(t, ctx, address(t, clone), map[string]string{"a.txt": "alpha", "b.txt": files["b.txt"], "c.txt": "after"})
@@ -278,9 +246,9 @@ func missing(t *testing.T, ctx context.Context, addr, name string) {
 func TestExpand(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "expand")
-	claim := rwxClaim(ns, "grow", fixture.CSIManagedClass, "64Mi")
+	c := fixture.Client(t, plane)
+	ns := fixture.Namespace(t, ctx, plane, "expand")
+	claim := fixture.Claim(ns, "grow", fixture.OnClass(fixture.CSIManagedClass), fixture.Size("64Mi"))
 	pv := bound(t, ctx, c, claim)
 	writeFiles(t, ctx, address(t, pv), map[string]string{"kept.txt": "kept"})
 
@@ -324,8 +292,8 @@ func TestExpand(t *testing.T) {
 func TestSnapshotWithoutSnapshotClass(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "nosnap")
+	c := fixture.Client(t, plane)
+	ns := fixture.Namespace(t, ctx, plane, "nosnap")
 	// A CSI managed class backed by the plane's local disks (no provisioner, no snapshots).
 	class := &storagev1.StorageClass{
 		ObjectMeta:        metav1.ObjectMeta{Name: "sharewarden-csi-local"},
@@ -337,7 +305,7 @@ func TestSnapshotWithoutSnapshotClass(t *testing.T) {
 	if err := c.Create(ctx, class); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	bound(t, ctx, c, rwxClaim(ns, "local", class.Name, "1Gi"))
+	bound(t, ctx, c, fixture.Claim(ns, "local", fixture.OnClass(class.Name), fixture.Size("1Gi")))
 	vs := snapshotOf(ns, "local-snap", "local")
 	if err := c.Create(ctx, vs); err != nil {
 		t.Fatal(err)
@@ -427,7 +395,7 @@ func restoreNode(t *testing.T, node string) {
 // failingVolume is a bound CSI volume with a file written, for the failover tests.
 func failingVolume(t *testing.T, ctx context.Context, c client.Client, ns string) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, client.ObjectKey, string) {
 	t.Helper()
-	claim := rwxClaim(namespace(t, ctx, ns), "moving", fixture.CSIManagedClass, "64Mi")
+	claim := fixture.Claim(fixture.Namespace(t, ctx, plane, ns), "moving", fixture.OnClass(fixture.CSIManagedClass), fixture.Size("64Mi"))
 	pv := bound(t, ctx, c, claim)
 	uid := pvClaimUID(t, ctx, c, claim)
 	backing := &corev1.PersistentVolumeClaim{}
@@ -444,7 +412,7 @@ func failingVolume(t *testing.T, ctx context.Context, c client.Client, ns string
 func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	claim, pv, podKey, backingPV := failingVolume(t, ctx, c, "failover")
 	files := map[string]string{"before.txt": "written before the node died"}
 	writeFiles(t, ctx, address(t, pv), files)
@@ -472,7 +440,7 @@ func TestRepeatedNodeKills(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(kills)*time.Minute+3*time.Minute)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	claim, pv, podKey, backingPV := failingVolume(t, ctx, c, "kills")
 	files := map[string]string{}
 	for i := range kills {

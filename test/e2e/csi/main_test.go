@@ -8,17 +8,9 @@ package csi_test
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
-
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
@@ -31,86 +23,52 @@ var (
 	runner *serverrunner.Runner
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	if testing.Short() {
-		fmt.Println("skipping e2e in -short mode")
-		return 0
-	}
-	skip := func(why string) int { return cluster.SkipE2E("csi", errors.New(why)) }
-	binDir := cluster.DefaultBinDir()
-	if err := errors.Join(cluster.CheckBinaries(binDir), cluster.CheckCSIBinaries(binDir)); err != nil {
-		return skip(err.Error())
-	}
-	for _, tool := range []string{"ganesha.nfsd", "nfs-cp", "nfs-ls", "losetup", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return skip(tool + " not installed (make deps)")
-		}
-	}
-	if os.Geteuid() != 0 {
-		return skip("nfs-ganesha and loop devices need root")
-	}
-	dir, err := os.MkdirTemp("", "sharewarden-csi-")
-	if err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary, err := cluster.BuildSharewarden(dir)
-	if err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bg := context.Background()
+func TestMain(m *testing.M) {
 	// Six nodes, so that nodes fenced and not yet settled never run the plane dry while the
 	// failover tests kill node after node.
 	nodes := append(cluster.ThreeNodesTwoZones(), cluster.NodeSpec{Name: "node-a3", Zone: "zone-a"},
 		cluster.NodeSpec{Name: "node-b2", Zone: "zone-b"}, cluster.NodeSpec{Name: "node-b3", Zone: "zone-b"})
-	plane, err = cluster.Start(ctx, cluster.Config{BinDir: binDir, Nodes: nodes})
-	if err != nil {
-		fmt.Println("starting control plane:", err)
-		return 1
+	fixture.RunSuite(m, fixture.Suite{
+		Name:    "csi",
+		Tools:   []string{"ganesha.nfsd", "nfs-cp", "nfs-ls", "losetup", "mkfs.ext4"},
+		Root:    true,
+		CSI:     true,
+		Build:   true,
+		Plane:   &cluster.Config{Nodes: nodes},
+		Storage: &fixture.Storage{PVsPerNode: 2},
+		Setup:   setup,
+	})
+}
+
+// setup runs the CSI path (csidisk and the sidecars), the controller serving CSI, ShareWarden's
+// own sidecars and the kubelet stand-in.
+func setup(ctx context.Context, e *fixture.Env) error {
+	plane = e.Plane
+	var err error
+	if csiEnv, err = fixture.SetupCSI(ctx, plane, e.Dir); err != nil {
+		return fmt.Errorf("setting up the CSI path: %w", err)
 	}
-	defer plane.Stop()
-	if err := fixture.InstallCRDs(ctx, plane); err != nil {
-		fmt.Println("installing CRDs:", err)
-		return 1
-	}
-	if err := fixture.SetupStorage(ctx, plane, fixture.Storage{PVsPerNode: 2}); err != nil {
-		fmt.Println("setting up storage:", err)
-		return 1
-	}
-	if csiEnv, err = fixture.SetupCSI(ctx, plane, dir); err != nil {
-		fmt.Println("setting up the CSI path:", err)
-		return 1
-	}
-	defer csiEnv.Stop()
+	e.Cleanup(csiEnv.Stop)
+	bg := context.Background()
 	opts := fixture.ControllerOptions(plane)
 	opts.LeaderElect = false
 	opts.CSIEndpoint = csiEnv.ControllerEndpoint()
 	opts.UnfenceSettle = 30 * time.Second // the plane's node-monitor-grace-period is 20s
 	ctl := fixture.StartController(bg, opts)
-	defer func() { _ = ctl.Stop() }()
+	e.Cleanup(func() { _ = ctl.Stop() })
 	if _, err := csiEnv.StartSharewardenSidecars(ctx); err != nil {
-		fmt.Println("starting ShareWarden's sidecars:", err)
-		return 1
+		return fmt.Errorf("starting ShareWarden's sidecars: %w", err)
 	}
 	runner, err = serverrunner.Start(bg, serverrunner.Config{
-		Client: plane.Client(), Binary: binary, Namespace: fixture.SystemNamespace, WorkDir: dir,
+		Client: plane.Client(), Binary: e.Binary, Namespace: fixture.SystemNamespace, WorkDir: e.Dir,
 		Kubeconfig: plane.Kubeconfig(), CSIDisk: csiEnv.NodeClient,
 		// libnfs, the test client, speaks NFSv4.0 only.
 		ExtraArgs: []string{"--nfs-minor-versions=0,1,2", "--lease=5s", "--grace=5s"},
 		Logf:      func(format string, args ...any) { fmt.Printf("serverrunner: "+format+"\n", args...) },
 	})
 	if err != nil {
-		fmt.Println("starting the kubelet stand-in:", err)
-		return 1
+		return fmt.Errorf("starting the kubelet stand-in: %w", err)
 	}
-	defer runner.Stop()
-	return m.Run()
+	e.Cleanup(runner.Stop)
+	return nil
 }

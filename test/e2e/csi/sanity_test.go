@@ -42,8 +42,8 @@ import (
 func TestSanity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "sanity")
+	c := fixture.Client(t, plane)
+	ns := fixture.Namespace(t, ctx, plane, "sanity")
 	conn, err := csidisk.Dial(strings.TrimPrefix(csiEnv.ControllerEndpoint(), "unix://"))
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func (s *sanityShim) claim(ctx context.Context, req *csi.CreateVolumeRequest, so
 		size = 64 << 20
 	}
 	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
-	claim := rwxClaim(s.ns, sanityName("vol", req.GetName()), fixture.CSIManagedClass, resource.NewQuantity(size, resource.BinarySI).String(),
+	claim := fixture.Claim(s.ns, sanityName("vol", req.GetName()), fixture.OnClass(fixture.CSIManagedClass), fixture.Size(resource.NewQuantity(size, resource.BinarySI).String()),
 		func(p *corev1.PersistentVolumeClaim) { p.Spec.DataSource = source })
 	if err := s.c.Create(ctx, claim); apierrors.IsAlreadyExists(err) {
 		if err := s.c.Get(ctx, client.ObjectKeyFromObject(claim), claim); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 // A server goes to a node holding its data: its backing volume attaches anywhere (no node
@@ -21,7 +22,7 @@ import (
 func TestServerLandsOnDataNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	ns := namespace(t, ctx, "ext-data")
 	for _, tc := range []struct{ name, dataNodes, want string }{
 		{"one", "c1", "c1"},
@@ -39,7 +40,7 @@ func TestServerLandsOnDataNode(t *testing.T) {
 func TestServersSpreadOut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	ns := namespace(t, ctx, "ext-spread")
 	per := map[string]int{}
 	for i := range 2 * len(nodes) {
@@ -61,7 +62,7 @@ func TestServersSpreadOut(t *testing.T) {
 func TestConsumersAvoidFencedAndPreferServerZone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	ns := namespace(t, ctx, "ext-consumers")
 	claim := boundRWXClaim(t, ctx, c, ns, "data")
 	// The server runs on b1; b2 is fenced for this volume.
@@ -111,7 +112,7 @@ func TestConsumersAvoidFencedAndPreferServerZone(t *testing.T) {
 func TestUnmarkedPodsNeverReachExtender(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	ns := namespace(t, ctx, "ext-plain")
 	before := requests(t)
 	for i := range 5 {

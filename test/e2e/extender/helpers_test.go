@@ -32,22 +32,11 @@ import (
 
 const caseTimeout = 3 * time.Minute
 
-func newClient(t *testing.T) client.Client {
-	t.Helper()
-	c, err := fixture.NewClient(plane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// namespace creates the case's namespace; cleanup deletes it and waits until it is gone, so
-// that the next case counts only its own servers.
+// namespace is fixture.Namespace whose cleanup first deletes the pods at once and waits until
+// the namespace is gone, so that the next case counts only its own servers.
 func namespace(t *testing.T, ctx context.Context, name string) string {
 	t.Helper()
-	if err := plane.CreateNamespace(ctx, name, nil); err != nil {
-		t.Fatal(err)
-	}
+	fixture.Namespace(t, ctx, plane, name)
 	t.Cleanup(func() {
 		cs := plane.Client()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -75,7 +64,7 @@ type volume struct {
 func newVolume(t *testing.T, ctx context.Context, c client.Client, ns, name, dataNodes string, status func(*swv1.SharedVolumeStatus)) volume {
 	t.Helper()
 	v := volume{ns: ns, name: name, uid: "uid-" + ns + "-" + name}
-	v.backing = "sw-" + v.uid
+	v.backing = swv1.ObjectName(v.uid)
 	pvName := "bk-" + ns + "-" + name
 	createSharedVolume(t, ctx, c, ns, name, v.uid, status)
 	pv := &corev1.PersistentVolume{

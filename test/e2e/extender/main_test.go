@@ -7,7 +7,6 @@ package extender_test
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sharewarden/sharewarden/extender"
@@ -37,64 +34,49 @@ var nodes = []cluster.NodeSpec{
 	{Name: "c1", Zone: "zone-c"},
 }
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	flag.Parse()
-	logf.SetLogger(logr.Discard())
-	if testing.Short() {
-		fmt.Println("skipping e2e in -short mode")
-		return 0
-	}
-	binDir := cluster.DefaultBinDir()
-	if err := cluster.CheckBinaries(binDir); err != nil {
-		return cluster.SkipE2E("extender", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+func TestMain(m *testing.M) {
 	ports, err := cluster.FreePorts(1)
 	if err != nil {
 		fmt.Println("picking a port:", err)
-		return 1
+		os.Exit(1)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	extenderURL = "http://" + addr
 	conf, err := shippedConfig("kube-scheduler-config.yaml", extenderURL+extender.DefaultURLPrefix)
 	if err != nil {
 		fmt.Println(err)
-		return 1
+		os.Exit(1)
 	}
-	startCtx, startCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer startCancel()
-	plane, err = cluster.Start(startCtx, cluster.Config{BinDir: binDir, Nodes: nodes, SchedulerConfig: conf})
-	if err != nil {
-		fmt.Println("starting control plane:", err)
-		return 1
-	}
-	defer plane.Stop()
-	if err := fixture.InstallCRDs(startCtx, plane); err != nil {
-		fmt.Println("installing CRDs:", err)
-		return 1
-	}
+	fixture.RunSuite(m, fixture.Suite{
+		Name:  "extender",
+		Plane: &cluster.Config{Nodes: nodes, SchedulerConfig: conf},
+		Setup: func(ctx context.Context, e *fixture.Env) error {
+			plane = e.Plane
+			return startExtender(ctx, e, addr)
+		},
+	})
+}
 
+// startExtender runs the extender in-process on addr until the tests end, and waits until it
+// is ready.
+func startExtender(ctx context.Context, e *fixture.Env, addr string) error {
 	opts := extender.NewOptions()
 	opts.SecureServing.BindPort = 0
 	opts.HTTPAddress = addr
 	opts.Kubeconfig = plane.Kubeconfig()
 	done := make(chan error, 1)
-	extCtx, stopExtender := context.WithCancel(ctx)
+	extCtx, stopExtender := context.WithCancel(context.Background())
 	go func() { done <- extender.Run(extCtx, opts) }()
-	defer func() {
+	e.Cleanup(func() {
 		stopExtender()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Println("extender:", err)
 		}
-	}()
-	if err := waitReady(startCtx, extenderURL+"/readyz", done); err != nil {
-		fmt.Println("extender not ready:", err)
-		return 1
+	})
+	if err := waitReady(ctx, extenderURL+"/readyz", done); err != nil {
+		return fmt.Errorf("extender not ready: %w", err)
 	}
-	return m.Run()
+	return nil
 }
 
 // shippedConfig is deploy/scheduler/<file> with its extender pointed at url over plain HTTP;

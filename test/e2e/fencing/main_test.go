@@ -5,18 +5,8 @@ package fencing_test
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"slices"
 	"testing"
-	"time"
-
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
@@ -27,55 +17,19 @@ var (
 	binary string
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	if testing.Short() {
-		fmt.Println("skipping e2e in -short mode")
-		return 0
-	}
-	skip := func(why string) int { return cluster.SkipE2E("fencing", errors.New(why)) }
-	binDir := cluster.DefaultBinDir()
-	if err := cluster.CheckBinaries(binDir); err != nil {
-		return skip(err.Error())
-	}
-	for _, tool := range []string{"ganesha.nfsd", "losetup", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return skip(tool + " not installed (hack/install-nfs.sh)")
-		}
-	}
-	if os.Geteuid() != 0 {
-		return skip("nfs-ganesha needs root")
-	}
-	dir, err := os.MkdirTemp("", "sharewarden-fencing-")
-	if err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if binary, err = cluster.BuildSharewarden(dir); err != nil {
-		fmt.Println(err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	plane, err = cluster.Start(ctx, cluster.Config{BinDir: binDir, Nodes: cluster.ThreeNodesTwoZones()})
-	if err != nil {
-		fmt.Println("starting control plane:", err)
-		return 1
-	}
-	defer plane.Stop()
-	if err := fixture.InstallCRDs(ctx, plane); err != nil {
-		fmt.Println("installing CRDs:", err)
-		return 1
-	}
-	if err := fixture.SetupStorage(ctx, plane, fixture.Storage{Network: true, PVsPerNode: 2}); err != nil {
-		fmt.Println("setting up storage:", err)
-		return 1
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	fixture.RunSuite(m, fixture.Suite{
+		Name:    "fencing",
+		Tools:   []string{"ganesha.nfsd", "losetup", "mkfs.ext4"},
+		Root:    true,
+		Build:   true,
+		Plane:   &cluster.Config{Nodes: cluster.ThreeNodesTwoZones()},
+		Storage: &fixture.Storage{Network: true, PVsPerNode: 2},
+		Setup: func(_ context.Context, e *fixture.Env) error {
+			plane, binary = e.Plane, e.Binary
+			return nil
+		},
+	})
 }
 
 // addExtraNodes adds three more nodes (once), so that nodes fenced and not yet settled never

@@ -19,7 +19,6 @@ import (
 // changes (a ganesha upgrade) fails the test, to be checked against the kernel's handling
 // before it ships.
 func TestClientCompatibility(t *testing.T) {
-	requireE2E(t)
 	a := startAgent(t, agentConfig{host: "127.0.0.10", volumeDir: newVolume(t)})
 	a.waitHealthz(http.StatusOK)
 	c := dialClient(t, nfs4.Config{Addr: net.JoinHostPort(a.host, strconv.Itoa(a.nfsPort)), Owner: "compat", MinorVersion: 2})

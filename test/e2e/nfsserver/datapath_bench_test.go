@@ -44,7 +44,6 @@ type dataPath struct {
 }
 
 func BenchmarkDataPath(b *testing.B) {
-	requireE2E(b)
 	disk := newDiskOfSize(b, 1200<<20)
 	a := startAgent(b, agentConfig{host: "127.0.0.9", volumeDir: disk.MountPoint})
 	a.waitHealthz(http.StatusOK)

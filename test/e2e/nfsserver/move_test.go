@@ -92,7 +92,9 @@ func opCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-// killAgent SIGKILLs the agent, as a node dying takes it; ganesha dies with it.
+// killAgent SIGKILLs the agent, as a node dying takes it, and fails the test unless ganesha
+// dies with it: ganesha must never serve without its agent (which holds the volume's lease),
+// even when the agent cannot clean up.
 func killAgent(t *testing.T, a *agent) {
 	t.Helper()
 	pid := a.ganeshaPID()
@@ -101,7 +103,7 @@ func killAgent(t *testing.T, a *agent) {
 	deadline := time.Now().Add(exitTimeout)
 	for processAlive(pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("ganesha %d outlived its agent", pid)
+			t.Fatalf("ganesha (pid %d) still runs %s after its agent was killed", pid, exitTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -111,36 +113,23 @@ func killAgent(t *testing.T, a *agent) {
 // agent moves to another loop device (another device number, as on another node) and another
 // agent on another address serves it under the same volume ID.
 func TestMove(t *testing.T) {
-	requireE2E(t)
-	for _, c := range []struct {
-		name string
-		run  func(*testing.T)
-	}{
-		{"shipped config: handle and open survive", testMoveShipped},
-		{"fsid_device = true: handle goes stale", testMoveFsidDevice},
-		{"no block device visible, as in a pod: handle survives on ext4", testMoveNoBlockDevice},
-		{"two moves in a row: grace lifted early on each", testMoveTwice},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			c.run(t)
-		})
-	}
+	runParallel(t,
+		subtest{"shipped config: handle and open survive", testMoveShipped},
+		subtest{"fsid_device = true: handle goes stale", testMoveFsidDevice},
+		subtest{"no block device visible, as in a pod: handle survives on ext4", testMoveNoBlockDevice},
+		subtest{"two moves in a row: grace lifted early on each", testMoveTwice},
+	)
 }
 
 func testMoveShipped(t *testing.T) {
-	disk := newDisk(t)
-	a := startAgent(t, agentConfig{host: "127.0.0.6", volumeDir: disk.MountPoint})
-	a.waitHealthz(http.StatusOK)
-	c, o, f, written := openAndWrite(t, a, "move-shipped")
+	s := serveNewDisk(t, "127.0.0.6")
+	c, o, f, written := openAndWrite(t, s.a, "move-shipped")
 	before, err := c.GetAttr(opCtx(t), o.FH())
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldClientID, oldStateID := c.ClientID(), o.StateID()
-	moved := moveDisk(t, a, disk)
-	b := startAgent(t, agentConfig{host: "127.0.0.7", volumeDir: moved.MountPoint})
-	b.waitHealthz(http.StatusOK)
+	b := s.moveTo("127.0.0.7")
 	ctx := opCtx(t)
 	first := written
 	// A client that was not on the old server gets NFS4ERR_GRACE for a new open: the old
@@ -237,48 +226,73 @@ func openAndWrite(t *testing.T, a *agent, owner string) (*nfs4.Client, *nfs4.Ope
 	return c, o, f, data
 }
 
-// moveDisk kills a (the node dies) and moves the disk to another loop device and mount point,
-// as on the node the volume fails over to.
-func moveDisk(t *testing.T, a *agent, disk *loopdisk.Disk) *loopdisk.Disk {
+// served is a disk an agent serves, for the move tests.
+type served struct {
+	t     *testing.T
+	disk  *loopdisk.Disk
+	a     *agent // the agent serving the disk now
+	extra []string
+	moves int
+}
+
+// serveNewDisk serves a new disk (newDisk) from an agent on host started with extra, once it
+// is healthy.
+func serveNewDisk(t *testing.T, host string, extra ...string) *served {
 	t.Helper()
-	killAgent(t, a)
-	moved, err := disk.Move(opCtx(t), filepath.Join(filepath.Dir(disk.MountPoint), "node-b"))
+	s := &served{t: t, disk: newDisk(t), extra: extra}
+	s.a = startAgent(t, agentConfig{host: host, volumeDir: s.disk.MountPoint, extra: extra})
+	s.a.waitHealthz(http.StatusOK)
+	return s
+}
+
+// moveTo kills the serving agent (its node dies), moves the disk to another loop device and
+// mount point, as on the node the volume fails over to, and serves it from a new agent on host
+// (with the same extra arguments), once that is healthy. It returns the new agent.
+func (s *served) moveTo(host string) *agent {
+	t := s.t
+	t.Helper()
+	killAgent(t, s.a)
+	s.moves++
+	moved, err := s.disk.Move(opCtx(t), filepath.Join(filepath.Dir(s.disk.MountPoint), fmt.Sprintf("node-%d", s.moves+1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	detachAtEnd(t, moved)
-	if moved.Rdev == disk.Rdev || moved.Device == disk.Device {
+	if moved.Rdev == s.disk.Rdev || moved.Device == s.disk.Device {
 		t.Fatalf("the disk kept device %s (%d): the move would prove nothing", moved.Device, moved.Rdev)
 	}
-	return moved
+	s.disk = moved
+	s.a = startAgent(t, agentConfig{host: host, volumeDir: moved.MountPoint, extra: s.extra})
+	s.a.waitHealthz(http.StatusOK)
+	return s.a
+}
+
+// ganeshaWrapper writes script, a shell script that runs ganesha.nfsd in its own way, and
+// returns the agent arguments that make it the agent's ganesha.
+func ganeshaWrapper(t *testing.T, script string) []string {
+	t.Helper()
+	wrapper := filepath.Join(t.TempDir(), "ganesha-wrapper")
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--ganesha-binary=" + wrapper}
 }
 
 // testMoveFsidDevice is the same move with ganesha told to put the device number in its file
 // handles (fsid_device = true): the old handle must go stale, or the shipped case above would
 // prove nothing.
 func testMoveFsidDevice(t *testing.T) {
-	wrapper := filepath.Join(t.TempDir(), "ganesha-fsid-device")
-	script := `#!/bin/sh
+	s := serveNewDisk(t, "127.0.0.8", ganeshaWrapper(t, `#!/bin/sh
 conf=; prev=
 for a in "$@"; do [ "$prev" = -f ] && conf=$a; prev=$a; done
 sed -i 's/fsid_device = false;/fsid_device = true;/' "$conf" || exit 1
 exec ganesha.nfsd "$@"
-`
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	extra := []string{"--ganesha-binary=" + wrapper}
-	disk := newDisk(t)
-	a := startAgent(t, agentConfig{host: "127.0.0.8", volumeDir: disk.MountPoint, extra: extra})
-	a.waitHealthz(http.StatusOK)
-	if conf, err := os.ReadFile(filepath.Join(a.runtimeDir, "ganesha.conf")); err != nil || !strings.Contains(string(conf), "fsid_device = true;") {
+`)...)
+	if conf, err := os.ReadFile(filepath.Join(s.a.runtimeDir, "ganesha.conf")); err != nil || !strings.Contains(string(conf), "fsid_device = true;") {
 		t.Fatalf("ganesha.conf does not set fsid_device = true (%v)", err)
 	}
-	c, o, f, _ := openAndWrite(t, a, "move-fsid-device")
-	moved := moveDisk(t, a, disk)
-	b := startAgent(t, agentConfig{host: "127.0.0.9", volumeDir: moved.MountPoint, extra: extra})
-	b.waitHealthz(http.StatusOK)
-	f.set(b)
+	c, o, f, _ := openAndWrite(t, s.a, "move-fsid-device")
+	f.set(s.moveTo("127.0.0.9"))
 	ctx := opCtx(t)
 	if _, err := c.GetAttr(ctx, o.FH()); !errors.Is(err, nfs4.ErrStale) {
 		t.Fatalf("GETATTR of the old handle after a move with fsid_device = true: %v, want NFS4ERR_STALE", err)
@@ -296,8 +310,7 @@ exec ganesha.nfsd "$@"
 // so it cannot read the UUID through blkid and falls back to statfs's f_fsid. On ext4 that is
 // derived from the filesystem UUID, so the handle must still survive a move.
 func testMoveNoBlockDevice(t *testing.T) {
-	wrapper := filepath.Join(t.TempDir(), "ganesha-no-blkid")
-	script := `#!/bin/sh
+	s := serveNewDisk(t, "127.0.0.11", ganeshaWrapper(t, `#!/bin/sh
 exec unshare -m sh -c '
 mount -t tmpfs -o size=1m none /dev &&
 mknod -m 666 /dev/null c 1 3 && mknod -m 666 /dev/zero c 1 5 &&
@@ -305,19 +318,9 @@ mknod -m 666 /dev/random c 1 8 && mknod -m 666 /dev/urandom c 1 9 &&
 mount -t tmpfs -o size=1m none /run/blkid 2>/dev/null || true
 ls /dev | grep -q loop && exit 97
 exec ganesha.nfsd "$@"' ganesha "$@"
-`
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	extra := []string{"--ganesha-binary=" + wrapper}
-	disk := newDisk(t)
-	a := startAgent(t, agentConfig{host: "127.0.0.11", volumeDir: disk.MountPoint, extra: extra})
-	a.waitHealthz(http.StatusOK)
-	c, o, f, written := openAndWrite(t, a, "move-no-blkid")
-	moved := moveDisk(t, a, disk)
-	b := startAgent(t, agentConfig{host: "127.0.0.12", volumeDir: moved.MountPoint, extra: extra})
-	b.waitHealthz(http.StatusOK)
-	f.set(b)
+`)...)
+	c, o, f, written := openAndWrite(t, s.a, "move-no-blkid")
+	f.set(s.moveTo("127.0.0.12"))
 	ctx := opCtx(t)
 	got, err := o.ReadAll(ctx)
 	if err != nil || !bytes.Equal(got, written) {
@@ -375,11 +378,9 @@ func (a *agent) grace() graceLog {
 // RECLAIM_COMPLETE and ganesha must have lifted grace early because of it: the recovery
 // records on the disk must not keep incarnations that can never reclaim.
 func testMoveTwice(t *testing.T) {
-	disk := newDisk(t)
-	a := startAgent(t, agentConfig{host: "127.0.0.13", volumeDir: disk.MountPoint})
-	a.waitHealthz(http.StatusOK)
+	s := serveNewDisk(t, "127.0.0.13")
 	f := &follower{}
-	f.set(a)
+	f.set(s.a)
 	c := dialClient(t, nfs4.Config{Dial: f.dial, Owner: "move-twice", MinorVersion: 1, Recover: true, Logf: t.Logf})
 	ctx := opCtx(t)
 	export, err := c.LookupPath(ctx, "/export")
@@ -390,7 +391,7 @@ func testMoveTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	openUntilGraceEnds(t, a, "move-twice-probe")
+	openUntilGraceEnds(t, s.a, "move-twice-probe")
 	var off uint64
 	for i, host := range []string{"127.0.0.14", "127.0.0.15"} {
 		rec := []byte(fmt.Sprintf("record before move %d\n", i+1))
@@ -398,15 +399,7 @@ func testMoveTwice(t *testing.T) {
 			t.Fatal(err)
 		}
 		off += uint64(len(rec))
-		killAgent(t, a)
-		moved, err := disk.Move(opCtx(t), filepath.Join(filepath.Dir(disk.MountPoint), fmt.Sprintf("node-%d", i+2)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		detachAtEnd(t, moved)
-		disk = moved
-		a = startAgent(t, agentConfig{host: host, volumeDir: disk.MountPoint})
-		a.waitHealthz(http.StatusOK)
+		a := s.moveTo(host)
 		f.set(a)
 		if _, err := o.Write(ctx, off, []byte("after\n"), nfsv4.FILE_SYNC4); err != nil {
 			t.Fatalf("move %d: WRITE through the held open: %v", i+1, err)

@@ -7,7 +7,7 @@
 // 0, 1 and 2; one test checks that the default (4.1 and 4.2 only) refuses it.
 //
 // Needs nfs-ganesha, nfs-ganesha-vfs and libnfs-utils (hack/install-nfs.sh) and root. Without
-// them the test skips with one line, unless SHAREWARDEN_REQUIRE_E2E is set: then they fail.
+// them the suite skips with one line, unless SHAREWARDEN_REQUIRE_E2E is set: then it fails.
 package nfsserver_test
 
 import (
@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 // Timeouts for things that happen in well under a second on an idle machine.
@@ -45,53 +45,17 @@ const (
 
 const volumeID = "0f8a7c1e-e2e0-4000-8000-000000000001"
 
-// env is what TestMain found: the built binary, or why the tests skip.
-var env struct {
-	binary string
-	skip   string
-}
+// binary is the sharewarden binary, built by TestMain.
+var binary string
 
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	var missing []string
-	for _, tool := range []string{"ganesha.nfsd", "nfs-cp", "nfs-ls", "nfs-cat"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	switch {
-	case len(missing) > 0:
-		env.skip = "NFS data-plane e2e needs " + strings.Join(missing, ", ") + " (run hack/install-nfs.sh)"
-	case os.Geteuid() != 0:
-		env.skip = "NFS data-plane e2e needs root to run nfs-ganesha"
-	}
-	if env.skip != "" {
-		if os.Getenv(cluster.RequireE2EEnv) != "" {
-			return cluster.SkipE2E("nfsserver", errors.New(env.skip))
-		}
-		return m.Run() // every test skips with env.skip
-	}
-	dir, err := os.MkdirTemp("", "sharewarden-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if env.binary, err = cluster.BuildSharewarden(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
-
-func requireE2E(t testing.TB) {
-	t.Helper()
-	if env.skip != "" {
-		t.Skip(env.skip)
-	}
+	fixture.RunSuite(m, fixture.Suite{
+		Name:  "nfsserver",
+		Tools: []string{"ganesha.nfsd", "nfs-cp", "nfs-ls", "nfs-cat"},
+		Root:  true,
+		Build: true,
+		Setup: func(_ context.Context, e *fixture.Env) error { binary = e.Binary; return nil },
+	})
 }
 
 // agent is one `sharewarden nfs-server` process.
@@ -141,7 +105,7 @@ func startAgent(t testing.TB, c agentConfig) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command(env.binary, args...)
+	a.cmd = exec.Command(binary, args...)
 	a.cmd.Stdout, a.cmd.Stderr = out, out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -318,12 +282,11 @@ func (a *agent) ls(path string) []string {
 
 func freePort(t testing.TB, host string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ports, err := cluster.FreePortsOn(host, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports[0]
 }
 
 func newVolume(t *testing.T) string {
@@ -361,17 +324,24 @@ func (a *agent) recoveredClients() int {
 
 // TestDataPlane runs every case, side by side, each on its own volume, addresses and ports.
 func TestDataPlane(t *testing.T) {
-	requireE2E(t)
-	for _, c := range []struct {
-		name string
-		run  func(*testing.T)
-	}{
-		{"serve, kill, restart", testServeKillRestart},
-		{"agent death kills ganesha", testAgentDeathKillsGanesha},
-		{"default serves NFSv4.1+ only", testDefaultServesNFSv41Only},
-		{"side by side", testSideBySide},
-		{"bad configuration", testBadConfiguration},
-	} {
+	runParallel(t,
+		subtest{"serve, kill, restart", testServeKillRestart},
+		subtest{"agent death kills ganesha", testAgentDeathKillsGanesha},
+		subtest{"default serves NFSv4.1+ only", testDefaultServesNFSv41Only},
+		subtest{"side by side", testSideBySide},
+		subtest{"bad configuration", testBadConfiguration},
+	)
+}
+
+// subtest is a named case of a test that runParallel runs.
+type subtest struct {
+	name string
+	run  func(*testing.T)
+}
+
+// runParallel runs every case side by side, as parallel subtests of t.
+func runParallel(t *testing.T, cases ...subtest) {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			c.run(t)
@@ -479,16 +449,7 @@ func testServeKillRestart(t *testing.T) {
 func testAgentDeathKillsGanesha(t *testing.T) {
 	a := startAgent(t, agentConfig{host: "127.0.0.2", volumeDir: newVolume(t)})
 	a.waitHealthz(http.StatusOK)
-	pid := a.ganeshaPID()
-	a.signal(syscall.SIGKILL)
-	a.waitExit()
-	deadline := time.Now().Add(exitTimeout)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("ganesha (pid %d) still runs %s after its agent was killed", pid, exitTimeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	killAgent(t, a)
 }
 
 // testDefaultServesNFSv41Only: with the default minor versions a NFSv4.0 client is refused.

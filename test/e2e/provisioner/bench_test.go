@@ -238,8 +238,7 @@ func webhookClaim(ctx context.Context, cs kubernetes.Interface) (func(ns, name s
 		facts.Classes[name] = sc
 	}
 	return func(ns, name string) *corev1.PersistentVolumeClaim {
-		in := rwxClaim(ns, name, "1Gi")
-		in.Spec.StorageClassName = ptr.To(fixture.BackingClass)
+		in := fixture.Claim(ns, name, fixture.OnClass(fixture.BackingClass))
 		res, err := mutators.MutateClaim(in, facts)
 		if err != nil || res.Outcome != mutators.Rewritten {
 			panic(fmt.Sprintf("webhook rules did not rewrite the claim: %v %v", res.Outcome, err))

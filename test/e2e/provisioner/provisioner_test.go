@@ -12,44 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
-
-func newClient(t *testing.T) client.Client {
-	t.Helper()
-	c, err := fixture.NewClient(plane)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func namespace(t *testing.T, ctx context.Context, name string) string {
-	t.Helper()
-	if err := plane.CreateNamespace(ctx, name, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = plane.Client().CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	return name
-}
-
-func rwxClaim(ns, name, size string) *corev1.PersistentVolumeClaim {
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(fixture.ManagedClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
-		},
-	}
-}
 
 func sharedVolume(ctx context.Context, c client.Client, ns, name string) (*swv1.SharedVolume, error) {
 	sv := &swv1.SharedVolume{}
@@ -81,21 +49,21 @@ func waitReady(t *testing.T, ctx context.Context, c client.Client, ns, name stri
 func TestClaimLifecycle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c := newClient(t)
+	c := fixture.Client(t, plane)
 	ctl := fixture.StartController(ctx, fixture.ControllerOptions(plane))
 	defer func() {
 		if err := ctl.Stop(); err != nil {
 			t.Errorf("controller: %v", err)
 		}
 	}()
-	ns := namespace(t, ctx, "lifecycle")
-	claim := rwxClaim(ns, "shared", "5Gi")
+	ns := fixture.Namespace(t, ctx, plane, "lifecycle")
+	claim := fixture.Claim(ns, "shared", fixture.Size("5Gi"))
 	if err := c.Create(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
 	sv := waitReady(t, ctx, c, ns, "shared")
 	uid := string(claim.UID)
-	name := "sw-" + uid
+	name := swv1.ObjectName(uid)
 
 	// Backing claim: RWO on the backing class, in ShareWarden's namespace, bound to a local PV.
 	backing := &corev1.PersistentVolumeClaim{}
@@ -258,16 +226,16 @@ func TestClaimLifecycle(t *testing.T) {
 func TestControllerKilledMidProvisioning(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := newClient(t)
-	ns := namespace(t, ctx, "restart")
+	c := fixture.Client(t, plane)
+	ns := fixture.Namespace(t, ctx, plane, "restart")
 	ctl := fixture.StartController(ctx, fixture.ControllerOptions(plane))
-	claim := rwxClaim(ns, "vol", "1Gi")
+	claim := fixture.Claim(ns, "vol")
 	if err := c.Create(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
 	uid := string(claim.UID)
 	fixture.WaitFor(t, ctx, 60*time.Second, "backing claim created", func() error {
-		return c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: "sw-" + uid}, &corev1.PersistentVolumeClaim{})
+		return c.Get(ctx, client.ObjectKey{Namespace: fixture.SystemNamespace, Name: swv1.ObjectName(uid)}, &corev1.PersistentVolumeClaim{})
 	})
 	if err := ctl.Stop(); err != nil {
 		t.Fatalf("controller: %v", err)

@@ -154,7 +154,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
 				t.Fatal(err)
 			}
-			claim := rwxClaim(ns, "shared")
+			claim := fixture.Claim(ns, "shared")
 			key := client.ObjectKeyFromObject(claim)
 			releasing := i >= len(provisioning)
 			var ctl *fixture.Controller
@@ -274,7 +274,7 @@ func TestCrashDuringFencing(t *testing.T) {
 			if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
 				t.Fatal(err)
 			}
-			claim := rwxClaim(ns, "shared")
+			claim := fixture.Claim(ns, "shared")
 			key := client.ObjectKeyFromObject(claim)
 			ctl := startController(t, bg, controllerOptions())
 			if err := c.Create(ctx, claim); err != nil {

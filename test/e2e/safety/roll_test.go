@@ -63,7 +63,7 @@ func rollOnce(t testing.TB, ctx context.Context, s *stack, h *holder, key client
 func heldVolume(t testing.TB, ctx context.Context, ns string) (*stack, *corev1.PersistentVolumeClaim, *holder) {
 	t.Helper()
 	s := newStack(t, ctx, ns)
-	claim := s.createClaim(t, ctx, rwxClaim(ns, "shared"))
+	claim := s.createClaim(t, ctx, fixture.Claim(ns, "shared"))
 	sv := s.waitReady(t, ctx, client.ObjectKeyFromObject(claim))
 	addr, err := s.runner.ServiceAddress(sv.Status.ServiceIP)
 	if err != nil {

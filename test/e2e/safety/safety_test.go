@@ -19,9 +19,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
@@ -143,17 +141,6 @@ func (h *holder) check(t testing.TB, ctx context.Context) {
 		}
 	}
 	t.Logf("held open: %d records acknowledged and read back, reclaimed %d times", n, h.open.Reclaims())
-}
-
-func rwxClaim(ns, name string) *corev1.PersistentVolumeClaim {
-	return &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(fixture.ManagedClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
 }
 
 // writer writes one small file after another through addr, a volume's Service address, with
@@ -377,7 +364,7 @@ func TestOperatorMistakesKeepData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	s := newStack(t, ctx, "mistakes")
-	claim := rwxClaim("mistakes", "shared")
+	claim := fixture.Claim("mistakes", "shared")
 	if err := s.c.Create(ctx, claim); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/webhook"
 )
 
@@ -40,10 +41,10 @@ func BenchmarkClaimCreate(b *testing.B) {
 	}()
 
 	for range b.N {
-		ns := namespace(b)
+		ns := fixture.Namespace(b, ctx, plane, "")
 		claims := cs.CoreV1().PersistentVolumeClaims(ns)
 		create := func(name string, m corev1.PersistentVolumeAccessMode) (time.Duration, *corev1.PersistentVolumeClaim) {
-			c := claim(name, on(fast), modes(m))
+			c := fixture.Claim("", name, fixture.OnClass(fast), fixture.Modes(m))
 			t0 := time.Now()
 			got, err := claims.Create(ctx, c, metav1.CreateOptions{})
 			d := time.Since(t0)

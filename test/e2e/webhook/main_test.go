@@ -5,10 +5,8 @@ package webhook_test
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,10 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 )
 
@@ -43,43 +41,26 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if testing.Short() {
-		fmt.Println("skipping webhook e2e: -short")
-		return 0
-	}
-	binDir := cluster.DefaultBinDir()
-	if err := cluster.CheckBinaries(binDir); err != nil {
-		return cluster.SkipE2E("webhook", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var err error
-	plane, err = cluster.Start(ctx, cluster.Config{BinDir: binDir})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the control plane: %v\n", err)
-		return 1
-	}
-	defer func() { _ = plane.Stop() }()
-	if err := createClasses(ctx, plane.Client()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	hook, err = webhookrun.Start(ctx, plane, webhookrun.Options{})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "starting the webhook: %v\n", err)
-		return 1
-	}
-	defer func() {
-		if err := hook.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stopping the webhook: %v\n", err)
-		}
-	}()
-	return m.Run()
+	fixture.RunSuite(m, fixture.Suite{
+		Name:  "webhook",
+		Plane: &cluster.Config{},
+		Setup: func(ctx context.Context, e *fixture.Env) error {
+			plane = e.Plane
+			if err := createClasses(ctx, plane.Client()); err != nil {
+				return err
+			}
+			var err error
+			if hook, err = webhookrun.Start(ctx, plane, webhookrun.Options{}); err != nil {
+				return fmt.Errorf("starting the webhook: %w", err)
+			}
+			e.Cleanup(func() {
+				if err := hook.Stop(); err != nil {
+					fmt.Fprintf(os.Stderr, "stopping the webhook: %v\n", err)
+				}
+			})
+			return nil
+		},
+	})
 }
 
 func createClasses(ctx context.Context, cs kubernetes.Interface) error {
@@ -99,27 +80,6 @@ func createClasses(ctx context.Context, cs kubernetes.Interface) error {
 	return nil
 }
 
-// namespace creates a namespace for the calling test, deleted when it ends.
-func namespace(t testing.TB) string {
-	t.Helper()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(name) > 50 {
-		name = name[:50]
-	}
-	name = strings.Trim(name, "-")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := plane.CreateNamespace(ctx, name, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = plane.Client().CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{})
-	})
-	return name
-}
-
 // systemNamespace creates ShareWarden's own namespace for the calling test (waiting out an
 // earlier test's deletion of it), deleted when it ends.
 func systemNamespace(t testing.TB) string {
@@ -134,54 +94,13 @@ func systemNamespace(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("namespace %s still terminating: %v", ns, err)
 	}
-	if err := plane.CreateNamespace(ctx, ns, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = plane.Client().CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	})
-	return ns
+	return fixture.Namespace(t, ctx, plane, ns)
 }
 
 func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-type claimOpt func(*corev1.PersistentVolumeClaim)
-
-func claim(name string, opts ...claimOpt) *corev1.PersistentVolumeClaim {
-	c := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
-	for _, o := range opts {
-		o(c)
-	}
-	return c
-}
-
-func on(class string) claimOpt {
-	return func(c *corev1.PersistentVolumeClaim) { c.Spec.StorageClassName = ptr.To(class) }
-}
-
-func modes(m ...corev1.PersistentVolumeAccessMode) claimOpt {
-	return func(c *corev1.PersistentVolumeClaim) { c.Spec.AccessModes = m }
-}
-
-func annotated(k, v string) claimOpt {
-	return func(c *corev1.PersistentVolumeClaim) {
-		if c.Annotations == nil {
-			c.Annotations = map[string]string{}
-		}
-		c.Annotations[k] = v
-	}
 }
 
 func resourceOne() *resource.Quantity {

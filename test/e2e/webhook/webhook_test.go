@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 	"github.com/sharewarden/sharewarden/webhook"
 )
@@ -22,13 +23,14 @@ import (
 // Runs first, before any shared claim exists whose updates (by the PV controller) would also
 // reach the webhook: an RWO claim never leaves the apiserver, thanks to the CEL matchCondition.
 func TestRWOClaimNeverSentToWebhook(t *testing.T) {
-	ns, ctx := namespace(t), testContext(t)
+	ctx := testContext(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	before, err := hook.Requests(ctx, webhook.ResourceClaims)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, m := range []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce, corev1.ReadWriteOncePod} {
-		c := claim("rwo-"+string(rune('a'+i)), on(fast), modes(m))
+		c := fixture.Claim("", "rwo-"+string(rune('a'+i)), fixture.OnClass(fast), fixture.Modes(m))
 		if _, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Create(ctx, c, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -49,7 +51,7 @@ func TestRWOClaimNeverSentToWebhook(t *testing.T) {
 	}
 
 	// The counter does count: one shared claim is one more request.
-	if _, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{}); err != nil {
+	if _, err := plane.Client().CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "shared", fixture.OnClass(fast)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := hook.Requests(ctx, webhook.ResourceClaims); err != nil || n < after+1 {
@@ -58,16 +60,17 @@ func TestRWOClaimNeverSentToWebhook(t *testing.T) {
 }
 
 func TestSharedClaimsRewritten(t *testing.T) {
-	ns, ctx := namespace(t), testContext(t)
+	ctx := testContext(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
 	cases := []struct {
 		claim   *corev1.PersistentVolumeClaim
 		backing string
 	}{
-		{claim("rwx", on(fast)), fast},
-		{claim("rox", on(slow), modes(corev1.ReadOnlyMany)), slow},
-		{claim("direct", on(managed)), fast},
-		{claim("direct-slow", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, slow)), slow},
+		{fixture.Claim("", "rwx", fixture.OnClass(fast)), fast},
+		{fixture.Claim("", "rox", fixture.OnClass(slow), fixture.Modes(corev1.ReadOnlyMany)), slow},
+		{fixture.Claim("", "direct", fixture.OnClass(managed)), fast},
+		{fixture.Claim("", "direct-slow", fixture.OnClass(managed), fixture.Annotated(v1alpha1.AnnotationBackingStorageClass, slow)), slow},
 	}
 	for _, tc := range cases {
 		if _, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{}); err != nil {
@@ -85,7 +88,7 @@ func TestSharedClaimsRewritten(t *testing.T) {
 		}
 	}
 	// A class not opted in is left alone.
-	if _, err := claims.Create(ctx, claim("other", on(plain)), metav1.CreateOptions{}); err != nil {
+	if _, err := claims.Create(ctx, fixture.Claim("", "other", fixture.OnClass(plain)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := claims.Get(ctx, "other", metav1.GetOptions{})
@@ -98,13 +101,14 @@ func TestSharedClaimsRewritten(t *testing.T) {
 }
 
 func TestRefusedClaims(t *testing.T) {
-	ns, ctx := namespace(t), testContext(t)
+	ctx := testContext(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
-	if _, err := claims.Create(ctx, claim("slow-src", on(slow)), metav1.CreateOptions{}); err != nil {
+	if _, err := claims.Create(ctx, fixture.Claim("", "slow-src", fixture.OnClass(slow)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	block := func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeMode = ptr.To(corev1.PersistentVolumeBlock) }
-	cloneOf := func(name string) claimOpt {
+	cloneOf := func(name string) fixture.ClaimOption {
 		return func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: name}
 		}
@@ -113,14 +117,14 @@ func TestRefusedClaims(t *testing.T) {
 		claim *corev1.PersistentVolumeClaim
 		want  []string
 	}{
-		{claim("block", on(fast), block), []string{"spec.volumeMode", "NFS", "volumeMode: Filesystem"}},
-		{claim("self-backed", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, managed)), []string{"managed class itself", "ReadWriteOnce storage class"}},
-		{claim("missing-backing", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, "nope")), []string{"missing backing class"}},
-		{claim("not-opted-backing", on(managed), annotated(v1alpha1.AnnotationBackingStorageClass, plain)), []string{"not opted in"}},
-		{claim("forged", on(fast), annotated(v1alpha1.AnnotationBackingClaim, "other-team/their-data")), []string{v1alpha1.AnnotationBackingClaim, "another tenant"}},
-		{claim("forged-server", on(fast), annotated(v1alpha1.AnnotationServer, "x")), []string{v1alpha1.AnnotationServer, "only ShareWarden"}},
-		{claim("clone-other-class", on(fast), cloneOf("slow-src")), []string{"spec.dataSource", `clone a claim backed by "fast"`}},
-		{claim("static-clone", on(static), cloneOf("slow-src")), []string{"no dynamic provisioner"}},
+		{fixture.Claim("", "block", fixture.OnClass(fast), block), []string{"spec.volumeMode", "NFS", "volumeMode: Filesystem"}},
+		{fixture.Claim("", "self-backed", fixture.OnClass(managed), fixture.Annotated(v1alpha1.AnnotationBackingStorageClass, managed)), []string{"managed class itself", "ReadWriteOnce storage class"}},
+		{fixture.Claim("", "missing-backing", fixture.OnClass(managed), fixture.Annotated(v1alpha1.AnnotationBackingStorageClass, "nope")), []string{"missing backing class"}},
+		{fixture.Claim("", "not-opted-backing", fixture.OnClass(managed), fixture.Annotated(v1alpha1.AnnotationBackingStorageClass, plain)), []string{"not opted in"}},
+		{fixture.Claim("", "forged", fixture.OnClass(fast), fixture.Annotated(v1alpha1.AnnotationBackingClaim, "other-team/their-data")), []string{v1alpha1.AnnotationBackingClaim, "another tenant"}},
+		{fixture.Claim("", "forged-server", fixture.OnClass(fast), fixture.Annotated(v1alpha1.AnnotationServer, "x")), []string{v1alpha1.AnnotationServer, "only ShareWarden"}},
+		{fixture.Claim("", "clone-other-class", fixture.OnClass(fast), cloneOf("slow-src")), []string{"spec.dataSource", `clone a claim backed by "fast"`}},
+		{fixture.Claim("", "static-clone", fixture.OnClass(static), cloneOf("slow-src")), []string{"no dynamic provisioner"}},
 	}
 	for _, tc := range cases {
 		_, err := claims.Create(ctx, tc.claim, metav1.CreateOptions{})
@@ -154,20 +158,21 @@ func TestRefusedClaims(t *testing.T) {
 // cloned from the source's); a clone of an ordinary claim and a snapshot restore, which the
 // backing claim in ShareWarden's namespace cannot reach, are refused with what works instead.
 func TestClones(t *testing.T) {
-	ns, ctx := namespace(t), testContext(t)
+	ctx := testContext(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	claims := plane.Client().CoreV1().PersistentVolumeClaims(ns)
-	for _, c := range []*corev1.PersistentVolumeClaim{claim("src", on(fast)), claim("rwo", on(fast), modes(corev1.ReadWriteOnce))} {
+	for _, c := range []*corev1.PersistentVolumeClaim{fixture.Claim("", "src", fixture.OnClass(fast)), fixture.Claim("", "rwo", fixture.OnClass(fast), fixture.Modes(corev1.ReadWriteOnce))} {
 		if _, err := claims.Create(ctx, c, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("creating %s: %v", c.Name, err)
 		}
 	}
-	cloneOf := func(name string) claimOpt {
+	cloneOf := func(name string) fixture.ClaimOption {
 		return func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.DataSource = &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: name}
 		}
 	}
 
-	if _, err := claims.Create(ctx, claim("copy", on(fast), cloneOf("src")), metav1.CreateOptions{}); err != nil {
+	if _, err := claims.Create(ctx, fixture.Claim("", "copy", fixture.OnClass(fast), cloneOf("src")), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("clone of a ShareWarden claim refused: %v", err)
 	}
 	got, err := claims.Get(ctx, "copy", metav1.GetOptions{})
@@ -185,9 +190,9 @@ func TestClones(t *testing.T) {
 		claim *corev1.PersistentVolumeClaim
 		want  []string
 	}{
-		{claim("copy-rwo", on(fast), cloneOf("rwo")),
+		{fixture.Claim("", "copy-rwo", fixture.OnClass(fast), cloneOf("rwo")),
 			[]string{"spec.dataSource", `claim "rwo" is not a ShareWarden volume`, "clone a ShareWarden ReadWriteMany claim", "copy the data in"}},
-		{claim("from-other-namespace", on(fast), func(c *corev1.PersistentVolumeClaim) {
+		{fixture.Claim("", "from-other-namespace", fixture.OnClass(fast), func(c *corev1.PersistentVolumeClaim) {
 			c.Spec.DataSourceRef = &corev1.TypedObjectReference{APIGroup: ptr.To("snapshot.storage.k8s.io"), Kind: "VolumeSnapshot", Name: "snap", Namespace: ptr.To("elsewhere")}
 		}), []string{"spec.dataSourceRef.namespace", "another namespace"}},
 	}
@@ -210,12 +215,13 @@ func TestClones(t *testing.T) {
 }
 
 func TestConsumerPodsMarked(t *testing.T) {
-	ns, ctx := namespace(t), testContext(t)
+	ctx := testContext(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	cs := plane.Client()
-	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "shared", fixture.OnClass(fast)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("own", on(fast), modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "own", fixture.OnClass(fast), fixture.Modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pod := func(name string, vols ...corev1.Volume) *corev1.Pod {
@@ -231,7 +237,7 @@ func TestConsumerPodsMarked(t *testing.T) {
 		return corev1.Volume{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}}
 	}
 	ephemeral := corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
-		VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{Spec: claim("", on(fast)).Spec},
+		VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{Spec: fixture.Claim("", "", fixture.OnClass(fast)).Spec},
 	}}}
 	cases := []struct {
 		pod    *corev1.Pod
@@ -346,9 +352,9 @@ func TestWebhookDown(t *testing.T) {
 		}
 	})
 	cs := plane.Client()
-	ns := namespace(t)
+	ns := fixture.Namespace(t, ctx, plane, "")
 	// An RWX claim admitted while the webhook still answered.
-	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("before", on(fast)), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "before", fixture.OnClass(fast)), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := down.Shutdown(); err != nil {
@@ -358,7 +364,7 @@ func TestWebhookDown(t *testing.T) {
 	// Fails closed: the RWX claim is refused, by the apiserver, for want of the webhook.
 	var msg string
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("shared", on(fast)), metav1.CreateOptions{})
+		_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "shared", fixture.OnClass(fast)), metav1.CreateOptions{})
 		if err == nil {
 			return false, errors.New("RWX claim admitted with the webhook down")
 		}
@@ -404,7 +410,7 @@ func TestWebhookDown(t *testing.T) {
 	}
 
 	// Fails open: a pod with an ordinary claim (a database recovering from the same incident).
-	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("db", on(fast), modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, fixture.Claim("", "db", fixture.OnClass(fast), fixture.Modes(corev1.ReadWriteOnce)), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("RWO claim with the webhook down: %v", err)
 	}
 	db := &corev1.Pod{
@@ -424,7 +430,7 @@ func TestWebhookDown(t *testing.T) {
 	sys := systemNamespace(t)
 	const uid = "0b5e7d1c-3a1f-4c8e-9a57-2f0d6c1e4b93"
 	server := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "sw-" + uid, Labels: map[string]string{
+		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ObjectName(uid), Labels: map[string]string{
 			v1alpha1.LabelVolume:         uid,
 			v1alpha1.LabelClaimNamespace: ns,
 			v1alpha1.LabelClaimName:      "shared",
@@ -439,7 +445,7 @@ func TestWebhookDown(t *testing.T) {
 				}}},
 			}},
 			Volumes: []corev1.Volume{{Name: "export", VolumeSource: corev1.VolumeSource{
-				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "sw-" + uid}}}},
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v1alpha1.ObjectName(uid)}}}},
 			Containers: []corev1.Container{{Name: "nfs-server", Image: "sharewarden-nfs-server"}},
 		},
 	}
