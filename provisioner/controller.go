@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -323,6 +324,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		Watches(&corev1.PersistentVolume{}, byLabels, owned).
 		// A managed or backing class coming back (or changing) resumes its volumes at once.
 		Watches(&storagev1.StorageClass{}, handler.EnqueueRequestsFromMapFunc(r.volumesOfClass)).
+		// A consumer's node changing address or being fenced changes its volumes' allowlists.
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.volumesOnNode), builder.WithPredicates(nodeAccessChanged())).
 		// A server renews its lease every few seconds; only a new holder or a fencing matters here.
 		Watches(&coordinationv1.Lease{}, byLabels, owned, builder.WithPredicates(leaseChanged())).
 		// One controller per manager; names repeat only when tests run several managers in a process.
@@ -345,6 +348,46 @@ func (r *Reconciler) volumesOfClass(ctx context.Context, o client.Object) []reco
 	for _, sv := range svs.Items {
 		if sv.Spec.BackingStorageClass == o.GetName() || (sv.Status.StorageClass != nil && sv.Status.StorageClass.Name == o.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sv)})
+		}
+	}
+	return out
+}
+
+// volumesOnNode maps a node to the volumes its pods mount (through fencing's pod-by-node
+// index, which fencing.SetupWithManager registers on the same manager).
+func (r *Reconciler) volumesOnNode(ctx context.Context, o client.Object) []reconcile.Request {
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.MatchingFields{fencing.IndexPodNode: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing pods of a node", "node", o.GetName())
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range pods.Items {
+		for _, name := range podClaimNames(&pods.Items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: pods.Items[i].Namespace, Name: name}})
+		}
+	}
+	return out
+}
+
+// nodeAccessChanged passes node creations and deletions, and updates that change what the
+// allowlist reads of a node: its InternalIPs or its fenced label (not heartbeats).
+func nodeAccessChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*corev1.Node)
+		n, ok2 := e.ObjectNew.(*corev1.Node)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return o.Labels[swv1.LabelNodeFenced] != n.Labels[swv1.LabelNodeFenced] || !slices.Equal(internalIPs(o), internalIPs(n))
+	}}
+}
+
+func internalIPs(n *corev1.Node) []string {
+	var out []string
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			out = append(out, a.Address)
 		}
 	}
 	return out
