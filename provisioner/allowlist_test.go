@@ -21,7 +21,9 @@ func TestAllowedClients(t *testing.T) {
 		}
 		return n
 	}
-	internal := func(ip string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip} }
+	internal := func(ip string) corev1.NodeAddress {
+		return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip}
+	}
 	nodes := map[string]*corev1.Node{
 		"a":      node("a", false, internal("10.0.0.10"), corev1.NodeAddress{Type: corev1.NodeHostName, Address: "a"}, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.1"}),
 		"b":      node("b", false, internal("10.0.0.9")),

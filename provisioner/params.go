@@ -79,8 +79,8 @@ type ClassParams struct {
 	AnonymousUID, AnonymousGID *int64
 	// ClientAllowlist: the server admits only its consumers' node addresses.
 	ClientAllowlist bool
-	MountOptions        []string
-	ReclaimPolicy       corev1.PersistentVolumeReclaimPolicy
+	MountOptions    []string
+	ReclaimPolicy   corev1.PersistentVolumeReclaimPolicy
 }
 
 // ParseClassParams reads and checks the managed class. Every problem is reported at once.
