@@ -73,6 +73,8 @@ type Config struct {
 	UnfenceSettle time.Duration
 	// LeaseDuration is written into a server's Lease the controller recreates for it.
 	LeaseDuration time.Duration
+	// NetworkPolicy makes a NetworkPolicy per volume from its client allowlist.
+	NetworkPolicy bool
 }
 
 // Step is one write of the provisioning path, in order.
@@ -253,6 +255,9 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
 	if err := r.syncAllowedClients(ctx, obs.ServerPod, vol); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureNetworkPolicy(ctx, vol); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.ensureLease(ctx, claim, vol, prev, &obs); err != nil {
