@@ -94,7 +94,8 @@ type Options struct {
 // no_root_squash: the export belongs to one claim whose pods could already do anything as root on
 // an RWO volume of their own; many images run as root and chown their data directory at start,
 // which root_squash turns into EPERM. root_squash would not protect much either, since AUTH_SYS
-// lets any client claim any uid; restrict who reaches the server with NetworkPolicy instead.
+// lets any client claim any uid; who reaches the server is restricted by the client allowlist
+// (ClientAllowlist) and, where the CNI enforces it, a NetworkPolicy (docs/security.md).
 func DefaultOptions() Options {
 	return Options{
 		VolumeDir:       "/export",
