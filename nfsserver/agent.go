@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +39,18 @@ type Agent struct {
 	probe func(ctx context.Context) error
 	// running is true while the ganesha process is alive.
 	running atomic.Bool
+	// proc is the running ganesha; answered turns true once it answered an RPC since it started.
+	proc     atomic.Pointer[os.Process]
+	answered atomic.Bool
+
+	// The client allowlist (ClientAllowlist): clients and their generation, bumped on every
+	// change; loadedGen is the generation the running ganesha has read; reload wakes reloadLoop.
+	allowMu      sync.Mutex
+	clients      []netip.Addr
+	clientsKnown bool
+	clientsGen   uint64
+	loadedGen    atomic.Uint64
+	reload       chan struct{}
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
@@ -49,7 +63,7 @@ func New(opts Options, gate Gate) (*Agent, error) {
 	if gate == nil {
 		gate = Ungated
 	}
-	a := &Agent{opts: opts, gate: gate, metrics: newMetrics(), Stdout: os.Stdout, Stderr: os.Stderr}
+	a := &Agent{opts: opts, gate: gate, metrics: newMetrics(), Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1)}
 	a.probe = func(ctx context.Context) error { return ProbeNFS(ctx, a.probeAddress(), opts.ProbeTimeout) }
 	return a, nil
 }
@@ -98,6 +112,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.probeLoop(done)
 		return nil
 	})
+	if a.opts.ClientAllowlist {
+		g.Go(func() error {
+			a.reloadLoop(done)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		defer finish()
 		return a.supervise(gctx)
@@ -119,8 +139,8 @@ func (a *Agent) preflight() (net.Listener, error) {
 	if err := os.MkdirAll(o.CCacheDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("runtime dir %s is not usable: %w", o.RuntimeDir, err)
 	}
-	if err := os.WriteFile(o.ConfigPath(), []byte(RenderConfig(o)), 0o644); err != nil {
-		return nil, fmt.Errorf("writing ganesha config: %w", err)
+	if _, err := a.writeConfig(); err != nil {
+		return nil, err
 	}
 	// ganesha writes its pid over an existing file without truncating it, so a longer stale pid
 	// (a restarted container keeps its emptyDir) would leave trailing digits behind.
@@ -224,6 +244,7 @@ func (a *Agent) checkGanesha(ctx context.Context) error {
 		return err
 	}
 	a.metrics.up.Set(1)
+	a.answered.Store(true)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,14 +53,24 @@ func fakeGanesha(mode string) int {
 	} else {
 		signal.Notify(term, syscall.SIGTERM)
 	}
+	// Like ganesha, SIGHUP re-reads the config: the copy read goes to <config>.reloaded.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	if err := os.WriteFile(*pid, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 		return 2
 	}
-	select {
-	case <-term:
-		return 0
-	case <-time.After(time.Minute):
-		return 4
+	for {
+		select {
+		case <-term:
+			return 0
+		case <-hup:
+			b, err := os.ReadFile(*conf)
+			if err != nil || os.WriteFile(*conf+".reloaded", b, 0o644) != nil {
+				return 5
+			}
+		case <-time.After(time.Minute):
+			return 4
+		}
 	}
 }
 
@@ -145,7 +156,7 @@ func TestRunStopsGaneshaOnCancel(t *testing.T) {
 		t.Errorf("export dir mode = %v, want 0777", st.Mode().Perm())
 	}
 	conf, err := os.ReadFile(o.ConfigPath())
-	if err != nil || string(conf) != RenderConfig(o) {
+	if err != nil || string(conf) != RenderConfig(o, nil) {
 		t.Fatalf("config on disk is not RenderConfig(opts): %v", err)
 	}
 	cancel()
@@ -364,5 +375,41 @@ func TestProbeNFSAgainstWrongProgram(t *testing.T) {
 	err = ProbeNFS(context.Background(), ln.Addr().String(), 5*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "PROG_UNAVAIL") {
 		t.Fatalf("ProbeNFS = %v, want PROG_UNAVAIL", err)
+	}
+}
+
+// TestAllowlistReload: with the allowlist on, ganesha starts with the clients known at start
+// (none: nobody admitted), and each change is written into the config and read by ganesha
+// through SIGHUP while it keeps running.
+func TestAllowlistReload(t *testing.T) {
+	a, o := testAgent(t, "serve", nil)
+	a.opts.ClientAllowlist = true
+	o.ClientAllowlist = true
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAgent(ctx, a)
+	waitFor(t, "ganesha's pid file", func() bool { _, err := os.Stat(o.PIDPath()); return err == nil })
+	conf, err := os.ReadFile(o.ConfigPath())
+	if err != nil || string(conf) != RenderConfig(o, nil) {
+		t.Fatalf("config at start is not the one admitting nobody: %v\n%s", err, conf)
+	}
+	pid := a.proc.Load().Pid
+	for _, step := range [][]netip.Addr{
+		{netip.MustParseAddr("10.0.0.1")},
+		{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::2")},
+		nil,
+	} {
+		a.SetAllowedClients(step)
+		want := RenderConfig(o, step)
+		waitFor(t, fmt.Sprintf("ganesha reloading the config for %v", step), func() bool {
+			got, err := os.ReadFile(o.ConfigPath() + ".reloaded")
+			return err == nil && string(got) == want
+		})
+	}
+	if got := a.proc.Load(); got == nil || got.Pid != pid {
+		t.Fatal("ganesha was restarted; a reload must keep it running")
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatalf("Run after cancel = %v", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -36,7 +38,13 @@ func ServerOwner(volumeID string) string { return "sharewarden-" + volumeID }
 //
 // NFSv4 over TCP only: no NFSv3, MOUNT, NLM, RQUOTA or UDP listeners, nothing to register with
 // rpcbind, a single port for the Service to carry.
-func RenderConfig(opts Options) string {
+//
+// Who may mount: with opts.ClientAllowlist the export's own Access_Type is None and a CLIENT
+// block admits exactly clients (read-write); with none, nobody. ganesha checks the client's
+// address against the export on every compound (PUTFH, LOOKUP into the export), so a client
+// dropped from the list is refused at its next request, even on a session it already has.
+// Without the allowlist every client that reaches the port is admitted, and clients is ignored.
+func RenderConfig(opts Options, clients []netip.Addr) string {
 	ip, port, _ := splitIPPort(opts.NFSAddress)
 	major, minor := FilesystemID(opts.VolumeID)
 	minors := make([]string, len(opts.MinorVersions))
@@ -82,17 +90,72 @@ EXPORT {
 	Filesystem_id = %[12]d.%[13]d;
 	Protocols = 4;
 	Transports = TCP;
-	Access_Type = RW;
+	Access_Type = %[15]s;
 	Squash = %[14]s;
+	Anonymous_Uid = %[16]d;
+	Anonymous_Gid = %[17]d;
 	SecType = sys;
 	FSAL {
 		Name = VFS;
 	}
-}
+%[18]s}
 `,
 		opts.VolumeID, ip, port, opts.CCacheDir(),
 		strings.Join(minors, ", "), int(opts.Lease.Seconds()), int(opts.Grace.Seconds()),
 		opts.RecoveryRoot(), ServerOwner(opts.VolumeID),
-		opts.DataDir(), opts.PseudoPath, major, minor, opts.Squash)
+		opts.DataDir(), opts.PseudoPath, major, minor, opts.Squash,
+		exportAccess(opts), opts.AnonymousUID, opts.AnonymousGID, clientBlock(opts, clients))
 	return b.String()
+}
+
+// exportAccess is the export's own Access_Type: every client's without the allowlist, nobody's
+// with it (the CLIENT block admits the listed ones).
+func exportAccess(opts Options) string {
+	if opts.ClientAllowlist {
+		return "None"
+	}
+	return "RW"
+}
+
+// clientBlock renders the CLIENT block admitting clients, or nothing. It repeats the export's
+// protocol, transport and squash settings so that nothing is left to ganesha's defaults (whose
+// Protocols include NFSv3, which NFS_CORE_PARAM does not serve).
+func clientBlock(opts Options, clients []netip.Addr) string {
+	if !opts.ClientAllowlist || len(clients) == 0 {
+		return ""
+	}
+	list := make([]string, len(clients))
+	for i, c := range clients {
+		list[i] = c.String()
+	}
+	return fmt.Sprintf(`	CLIENT {
+		Clients = %s;
+		Access_Type = RW;
+		Protocols = 4;
+		Transports = TCP;
+		Squash = %s;
+		Anonymous_Uid = %d;
+		Anonymous_Gid = %d;
+	}
+`, strings.Join(list, ", "), opts.Squash, opts.AnonymousUID, opts.AnonymousGID)
+}
+
+// ParseAllowedClients reads the AnnotationAllowedClients value: comma-separated IP addresses,
+// which it returns sorted and without duplicates. Anything else is an error, so that nothing
+// but addresses ever reaches ganesha's config.
+func ParseAllowedClients(v string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("allowed client %q is not an IP address", f)
+		}
+		out = append(out, a.Unmap())
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.Compact(out), nil
 }

@@ -2,6 +2,7 @@ package nfsserver
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,7 @@ func TestRenderConfig(t *testing.T) {
 					"Export_Id": "1", "Path": `"/export/data"`, "Pseudo": `"/export"`,
 					"Filesystem_id": fsid, "Protocols": "4", "Transports": "TCP",
 					"Access_Type": "RW", "Squash": "no_root_squash", "SecType": "sys", "Name": "VFS",
+					"Anonymous_Uid": "65534", "Anonymous_Gid": "65534",
 				},
 				"NFS_KRB5": {"Active_krb5": "false", "CCacheDir": `"/run/sharewarden/ganesha-ccache"`},
 			},
@@ -103,9 +105,14 @@ func TestRenderConfig(t *testing.T) {
 			},
 		},
 		{
-			name:   "all squash",
-			mutate: func(o *Options) { o.Squash = SquashAll },
-			want:   map[string]map[string]string{"EXPORT": {"Squash": "all_squash"}},
+			name:   "all squash to a chosen identity",
+			mutate: func(o *Options) { o.Squash, o.AnonymousUID, o.AnonymousGID = SquashAll, 1000, 2000 },
+			want:   map[string]map[string]string{"EXPORT": {"Squash": "all_squash", "Anonymous_Uid": "1000", "Anonymous_Gid": "2000"}},
+		},
+		{
+			name:   "allowlist on: the export itself admits nobody",
+			mutate: func(o *Options) { o.ClientAllowlist = true },
+			want:   map[string]map[string]string{"EXPORT": {"Access_Type": "None"}},
 		},
 	}
 	for _, tt := range tests {
@@ -116,7 +123,7 @@ func TestRenderConfig(t *testing.T) {
 			if err := o.Validate(); err != nil {
 				t.Fatalf("test options invalid: %v", err)
 			}
-			conf := RenderConfig(o)
+			conf := RenderConfig(o, nil)
 			if strings.Count(conf, "{") != strings.Count(conf, "}") {
 				t.Fatalf("unbalanced braces:\n%s", conf)
 			}
@@ -129,6 +136,114 @@ func TestRenderConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// clientBlocks returns the CLIENT blocks of a rendered config, each as its settings.
+func clientBlocks(conf string) []map[string]string {
+	var out []map[string]string
+	for _, part := range strings.Split(conf, "\tCLIENT {\n")[1:] {
+		body, _, _ := strings.Cut(part, "}")
+		kv := map[string]string{}
+		for _, line := range strings.Split(body, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSuffix(strings.TrimSpace(line), ";"), " = "); ok {
+				kv[k] = v
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func TestRenderConfigClients(t *testing.T) {
+	addrs := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range s {
+			out = append(out, netip.MustParseAddr(a))
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		allowlist bool
+		squash    string
+		clients   []netip.Addr
+		// wantAccess is the EXPORT's own Access_Type; wantClients the CLIENT block's list ("" for
+		// no block).
+		wantAccess, wantClients string
+	}{
+		{name: "allowlist off: everyone, the list ignored", clients: addrs("10.0.0.1"), wantAccess: "RW"},
+		{name: "allowlist on, no consumers yet: nobody", allowlist: true, wantAccess: "None"},
+		{name: "one node", allowlist: true, clients: addrs("10.0.0.1"), wantAccess: "None", wantClients: "10.0.0.1"},
+		{name: "dual-stack nodes", allowlist: true, squash: SquashRoot, clients: addrs("10.0.0.1", "10.0.0.7", "fd00::1"),
+			wantAccess: "None", wantClients: "10.0.0.1, 10.0.0.7, fd00::1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := validOptions()
+			o.ClientAllowlist = tt.allowlist
+			if tt.squash != "" {
+				o.Squash = tt.squash
+			}
+			conf := RenderConfig(o, tt.clients)
+			// The export's own settings: the config without its CLIENT block (settings flattens).
+			own := conf
+			if i := strings.Index(conf, "\tCLIENT {\n"); i >= 0 {
+				j := strings.Index(conf[i:], "\t}\n")
+				own = conf[:i] + conf[i+j+3:]
+			}
+			if got := settings(t, own, "EXPORT")["Access_Type"]; got != tt.wantAccess {
+				t.Errorf("EXPORT Access_Type = %q, want %q", got, tt.wantAccess)
+			}
+			blocks := clientBlocks(conf)
+			if tt.wantClients == "" {
+				if len(blocks) != 0 {
+					t.Fatalf("CLIENT blocks %v, want none:\n%s", blocks, conf)
+				}
+				return
+			}
+			if len(blocks) != 1 {
+				t.Fatalf("%d CLIENT blocks, want 1:\n%s", len(blocks), conf)
+			}
+			want := map[string]string{"Clients": tt.wantClients, "Access_Type": "RW", "Protocols": "4", "Transports": "TCP",
+				"Squash": o.Squash, "Anonymous_Uid": "65534", "Anonymous_Gid": "65534"}
+			for k, v := range want {
+				if blocks[0][k] != v {
+					t.Errorf("CLIENT %s = %q, want %q", k, blocks[0][k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestParseAllowedClients(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "", want: ""},
+		{in: " , ", want: ""},
+		{in: "10.0.0.2,10.0.0.1", want: "10.0.0.1,10.0.0.2"},
+		{in: "10.0.0.1, 10.0.0.1 ,fd00::1", want: "10.0.0.1,fd00::1"},
+		{in: "::ffff:10.0.0.1", want: "10.0.0.1"},
+		{in: "10.0.0.0/24", wantErr: true},
+		{in: "node-a", wantErr: true},
+		{in: "10.0.0.1;Access_Type = RW", wantErr: true},
+		{in: "fe80::1%eth0", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseAllowedClients(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseAllowedClients(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		var s []string
+		for _, a := range got {
+			s = append(s, a.String())
+		}
+		if !tt.wantErr && strings.Join(s, ",") != tt.want {
+			t.Errorf("ParseAllowedClients(%q) = %v, want %s", tt.in, s, tt.want)
+		}
 	}
 }
 

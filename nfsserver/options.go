@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
 // Squash modes, as ganesha spells them.
@@ -24,6 +26,10 @@ const (
 	SquashRoot = "root_squash"
 	SquashAll  = "all_squash"
 )
+
+// DefaultAnonymousID is the uid and gid squashed requests run as unless told: nobody and
+// nogroup, as the Linux NFS server does (ganesha's own default is -2, 4294967294).
+const DefaultAnonymousID = 65534
 
 // Options configure one agent. Defaults are those of DefaultOptions.
 type Options struct {
@@ -38,6 +44,12 @@ type Options struct {
 	PseudoPath string
 	// Squash is the export's squash mode: no_root_squash, root_squash or all_squash.
 	Squash string
+	// AnonymousUID and AnonymousGID are the identity squashed requests run as.
+	AnonymousUID, AnonymousGID int64
+	// ClientAllowlist admits only the clients the controller lists on the server pod (see
+	// WatchAllowedClients); none until the list is read. Off, every client that reaches the
+	// port may mount.
+	ClientAllowlist bool
 	// NFSAddress is the IP:port ganesha listens on (TCP only).
 	NFSAddress string
 	// MinorVersions are the NFSv4 minor versions served.
@@ -82,12 +94,15 @@ type Options struct {
 // no_root_squash: the export belongs to one claim whose pods could already do anything as root on
 // an RWO volume of their own; many images run as root and chown their data directory at start,
 // which root_squash turns into EPERM. root_squash would not protect much either, since AUTH_SYS
-// lets any client claim any uid; restrict who reaches the server with NetworkPolicy instead.
+// lets any client claim any uid; who reaches the server is restricted by the client allowlist
+// (ClientAllowlist) and, where the CNI enforces it, a NetworkPolicy (docs/security.md).
 func DefaultOptions() Options {
 	return Options{
 		VolumeDir:       "/export",
 		PseudoPath:      "/export",
 		Squash:          SquashNone,
+		AnonymousUID:    DefaultAnonymousID,
+		AnonymousGID:    DefaultAnonymousID,
 		NFSAddress:      "0.0.0.0:2049",
 		MinorVersions:   []int{1, 2},
 		Lease:           10 * time.Second,
@@ -111,6 +126,10 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 		"mount point of the backing volume (must exist); clients see its "+DataSubdir+"/ subdirectory, ganesha keeps NFSv4 recovery state in "+StateSubdir+"/")
 	fs.StringVar(&o.PseudoPath, "pseudo-path", o.PseudoPath, "NFSv4 pseudo path of the export, the path clients mount")
 	fs.StringVar(&o.Squash, "squash", o.Squash, "export squash mode: no_root_squash, root_squash or all_squash")
+	fs.Int64Var(&o.AnonymousUID, "anonymous-uid", o.AnonymousUID, "uid that squashed requests run as (root's with root_squash, everyone's with all_squash)")
+	fs.Int64Var(&o.AnonymousGID, "anonymous-gid", o.AnonymousGID, "gid that squashed requests run as")
+	fs.BoolVar(&o.ClientAllowlist, "client-allowlist", o.ClientAllowlist,
+		"admit only the NFS clients listed in the server pod's "+swv1.AnnotationAllowedClients+" annotation, kept current by the controller (none until it is read); needs API access to the pod")
 	fs.StringVar(&o.NFSAddress, "nfs-address", o.NFSAddress, "IP:port ganesha listens on for NFS (TCP only)")
 	fs.IntSliceVar(&o.MinorVersions, "nfs-minor-versions", o.MinorVersions, "NFSv4 minor versions served (0, 1, 2)")
 	fs.DurationVar(&o.Lease, "lease", o.Lease, "NFSv4 lease lifetime (whole seconds, 1s..120s)")
@@ -153,6 +172,9 @@ func (o Options) PIDPath() string { return filepath.Join(o.RuntimeDir, "ganesha.
 // CCacheDir is ganesha's Kerberos credential cache dir (unused, but ganesha wants one).
 func (o Options) CCacheDir() string { return filepath.Join(o.RuntimeDir, "ganesha-ccache") }
 
+// maxAnonymousID is the largest uid or gid: 2^32-1 is (uid_t)-1, which means "no id".
+const maxAnonymousID = 1<<32 - 2
+
 var (
 	ganeshaLogLevels = []string{"NIV_NULL", "NIV_FATAL", "NIV_MAJ", "NIV_CRIT", "NIV_WARN", "NIV_EVENT",
 		"NIV_INFO", "NIV_DEBUG", "NIV_MID_DEBUG", "NIV_FULL_DEBUG"}
@@ -179,6 +201,14 @@ func (o Options) Validate() error {
 	errs = append(errs, validatePath(flag("pseudo-path"), o.PseudoPath)...)
 	if !slices.Contains(squashModes, o.Squash) {
 		errs = append(errs, field.NotSupported(flag("squash"), o.Squash, squashModes))
+	}
+	for _, id := range []struct {
+		flag string
+		v    int64
+	}{{"anonymous-uid", o.AnonymousUID}, {"anonymous-gid", o.AnonymousGID}} {
+		if id.v < 0 || id.v > maxAnonymousID {
+			errs = append(errs, field.Invalid(flag(id.flag), id.v, fmt.Sprintf("must be between 0 and %d", maxAnonymousID)))
+		}
 	}
 	if _, _, err := splitIPPort(o.NFSAddress); err != nil {
 		errs = append(errs, field.Invalid(flag("nfs-address"), o.NFSAddress, err.Error()))

@@ -38,6 +38,8 @@ func TestValidate(t *testing.T) {
 		{name: "newline in runtime dir", mutate: func(o *Options) { o.RuntimeDir = "/run/\nx" }, want: []string{"runtime-dir", "control"}},
 		{name: "runtime dir on the volume", mutate: func(o *Options) { o.RuntimeDir = "/export/run" }, want: []string{"runtime-dir", "backing volume"}},
 		{name: "runtime dir beside the volume", mutate: func(o *Options) { o.RuntimeDir = "/export-run" }},
+		{name: "negative anonymous uid", mutate: func(o *Options) { o.AnonymousUID = -2 }, want: []string{"anonymous-uid", "between 0 and 4294967294"}},
+		{name: "anonymous gid (gid_t)-1", mutate: func(o *Options) { o.AnonymousGID = 1<<32 - 1 }, want: []string{"anonymous-gid"}},
 		{name: "unknown squash", mutate: func(o *Options) { o.Squash = "root" }, want: []string{"squash", "Unsupported value"}},
 		{name: "NFS address is a name", mutate: func(o *Options) { o.NFSAddress = "localhost:2049" }, want: []string{"nfs-address", "not an IP"}},
 		{name: "NFS address without port", mutate: func(o *Options) { o.NFSAddress = "0.0.0.0" }, want: []string{"nfs-address"}},
@@ -94,7 +96,7 @@ func TestAddFlags(t *testing.T) {
 		"--nfs-address=127.0.0.2:20490", "--nfs-minor-versions=0,1", "--lease=20s", "--grace=40s",
 		"--http-address=127.0.0.1:9000", "--runtime-dir=/tmp/rt", "--ganesha-binary=/opt/ganesha.nfsd",
 		"--ganesha-log=/tmp/g.log", "--ganesha-log-level=NIV_DEBUG", "--stop-timeout=3s",
-		"--probe-timeout=1s", "--probe-interval=2s",
+		"--probe-timeout=1s", "--probe-interval=2s", "--anonymous-uid=1000", "--anonymous-gid=1001", "--client-allowlist",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +107,7 @@ func TestAddFlags(t *testing.T) {
 		HTTPAddress: "127.0.0.1:9000", RuntimeDir: "/tmp/rt", GaneshaBinary: "/opt/ganesha.nfsd",
 		GaneshaLog: "/tmp/g.log", GaneshaLogLevel: "NIV_DEBUG", StopTimeout: 3 * time.Second,
 		ProbeTimeout: time.Second, ProbeInterval: 2 * time.Second,
+		AnonymousUID: 1000, AnonymousGID: 1001, ClientAllowlist: true,
 	}
 	if got := o; !reflect.DeepEqual(got, want) {
 		t.Fatalf("parsed options:\n got %+v\nwant %+v", got, want)

@@ -30,6 +30,11 @@ func (a *Agent) supervise(ctx context.Context) error {
 	}
 
 	o := a.opts
+	// The config is written again now: the client allowlist may have changed while waiting.
+	loaded, err := a.writeConfig()
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(o.GaneshaBinary,
 		"-F", // foreground: the agent is its parent and reaper
 		"-L", o.GaneshaLog,
@@ -58,10 +63,14 @@ func (a *Agent) supervise(ctx context.Context) error {
 		return fmt.Errorf("starting ganesha: %w", err)
 	}
 	a.running.Store(true)
+	a.loadedGen.Store(loaded)
+	a.answered.Store(false)
+	a.proc.Store(cmd.Process)
 	a.metrics.running.Set(1)
 	a.metrics.starts.Inc()
 	logger.Info("ganesha started", "pid", cmd.Process.Pid, "address", o.NFSAddress, "pseudoPath", o.PseudoPath)
 	defer func() {
+		a.proc.Store(nil)
 		a.running.Store(false)
 		a.metrics.running.Set(0)
 		a.metrics.up.Set(0)

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/nfsserver"
 )
 
 // ExportPseudoPath is the NFSv4 pseudo path every server exports its volume at.
@@ -46,6 +47,9 @@ type Volume struct {
 	CSI bool
 	// class is the managed class as seen (or last seen) for this pass.
 	class *swv1.ClassSnapshot
+	// AllowedClients are the addresses the server admits (with Params.ClientAllowlist): see
+	// AllowedClients.
+	AllowedClients []string
 	// ServiceIP pins the Service's ClusterIP: once a PV names an address, every mount uses it,
 	// so a recreated Service must take the same one. Empty lets the apiserver pick.
 	ServiceIP string
@@ -166,8 +170,17 @@ func ServerPod(v Volume) *corev1.Pod {
 		"--runtime-dir=" + serverRuntimeDir,
 		"--lease-labels=" + leaseLabelsArg(v.Labels()),
 	}
-	if v.Params.RootSquash {
-		args = append(args, "--squash=root_squash")
+	if v.Params.Squash != "" && v.Params.Squash != nfsserver.SquashNone {
+		args = append(args, "--squash="+v.Params.Squash)
+	}
+	if id := v.Params.AnonymousUID; id != nil {
+		args = append(args, "--anonymous-uid="+strconv.FormatInt(*id, 10))
+	}
+	if id := v.Params.AnonymousGID; id != nil {
+		args = append(args, "--anonymous-gid="+strconv.FormatInt(*id, 10))
+	}
+	if v.Params.ClientAllowlist {
+		args = append(args, "--client-allowlist")
 	}
 	args = append(args, v.Server.ExtraArgs...)
 	var node []corev1.NodeSelectorRequirement
@@ -239,6 +252,10 @@ func ServerPod(v Volume) *corev1.Pod {
 		},
 	}
 	pod.Annotations = map[string]string{AnnotationServerSpecHash: serverSpecHash(pod.Spec)}
+	if v.Params.ClientAllowlist {
+		// Made with the clients known now, so a new server admits its consumers from its start.
+		pod.Annotations[swv1.AnnotationAllowedClients] = strings.Join(v.AllowedClients, ",")
+	}
 	return pod
 }
 

@@ -100,9 +100,18 @@ func TestBuilders(t *testing.T) {
 		!slices.Equal(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values, []string{"node-a1"}) {
 		t.Errorf("a replacement must avoid the fenced node: %+v", a)
 	}
-	v.Params.RootSquash = true
+	v.Params.Squash = nfsserver.SquashRoot
 	if !slices.Contains(ServerPod(v).Spec.Containers[0].Args, "--squash=root_squash") {
 		t.Error("root squash not passed to the server")
+	}
+	v.Params.ClientAllowlist = false
+	if p := ServerPod(v); slices.Contains(p.Spec.Containers[0].Args, "--client-allowlist") || p.Annotations[swv1.AnnotationAllowedClients] != "" {
+		t.Error("allowlist off in the class, but asked of the server")
+	}
+	v.Params.ClientAllowlist = true
+	v.AllowedClients = []string{"10.0.0.1", "10.0.0.2"}
+	if p := ServerPod(v); !slices.Contains(p.Spec.Containers[0].Args, "--client-allowlist") || p.Annotations[swv1.AnnotationAllowedClients] != "10.0.0.1,10.0.0.2" {
+		t.Errorf("allowlist: args %v, annotations %v", p.Spec.Containers[0].Args, p.Annotations)
 	}
 	if pv.Spec.NFS.Path != ExportPseudoPath {
 		t.Errorf("PV path %q, want the server's pseudo path %q", pv.Spec.NFS.Path, ExportPseudoPath)
@@ -113,7 +122,9 @@ func TestBuilders(t *testing.T) {
 // so the two roles cannot drift apart.
 func TestServerArgsAcceptedByAgent(t *testing.T) {
 	v := testVolume()
-	v.Params.RootSquash = true
+	v.Params.Squash = nfsserver.SquashAll
+	v.Params.AnonymousUID, v.Params.AnonymousGID = ptr.To[int64](1000), ptr.To[int64](1001)
+	v.Params.ClientAllowlist = true
 	args := ServerPod(v).Spec.Containers[0].Args
 	if args[0] != "nfs-server" {
 		t.Fatalf("first argument %q, want the nfs-server subcommand", args[0])
@@ -126,7 +137,8 @@ func TestServerArgsAcceptedByAgent(t *testing.T) {
 	if err := fs.Parse(args[1:]); err != nil {
 		t.Fatalf("agent rejects the controller's arguments: %v", err)
 	}
-	if opts.VolumeID != string(v.Claim.UID) || opts.VolumeDir != "/export" || opts.PseudoPath != ExportPseudoPath || opts.Squash != nfsserver.SquashRoot {
+	if opts.VolumeID != string(v.Claim.UID) || opts.VolumeDir != "/export" || opts.PseudoPath != ExportPseudoPath || opts.Squash != nfsserver.SquashAll ||
+		opts.AnonymousUID != 1000 || opts.AnonymousGID != 1001 || !opts.ClientAllowlist {
 		t.Errorf("agent options from the pod: %+v", opts)
 	}
 	if lease.Labels[swv1.LabelClaimName] != "data" || lease.Labels[swv1.LabelClaimNamespace] != "app" || !lease.Enabled {

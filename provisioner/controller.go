@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -73,6 +75,7 @@ type Options struct {
 	FenceMargin           time.Duration
 	UnfenceSettle         time.Duration
 	EvictFencedConsumers  bool
+	NetworkPolicy         bool
 	OutOfServiceTaint     bool
 	LeaderElect           bool
 	MetricsAddr           string
@@ -121,6 +124,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.FenceMargin, "fence-margin", o.FenceMargin, "waited beyond a server lease's duration before its holder is declared stopped and fenced")
 	fs.DurationVar(&o.UnfenceSettle, "unfence-settle", o.UnfenceSettle, "how long a fenced node must be Ready again before it is unfenced; must exceed kube-controller-manager's --node-monitor-grace-period, since a dead node stays Ready in the API that long")
 	fs.BoolVar(&o.EvictFencedConsumers, "evict-fenced-consumers", o.EvictFencedConsumers, "force-delete pods mounting ShareWarden volumes on a node fenced as a whole, so their controllers restart them elsewhere")
+	fs.BoolVar(&o.NetworkPolicy, "network-policy", o.NetworkPolicy, "make a NetworkPolicy per volume admitting NFS only from its client allowlist (its consumers' node addresses), for CNIs that enforce policy; off, the controller removes the ones it made")
 	fs.BoolVar(&o.OutOfServiceTaint, "out-of-service-taint", o.OutOfServiceTaint, "also taint nodes fenced as a whole node.kubernetes.io/out-of-service, for Kubernetes' non-graceful node shutdown handling of every pod there")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
@@ -166,6 +170,7 @@ func (o *Options) config() Config {
 		UnfenceSettle: o.UnfenceSettle,
 		Namespace:     o.Namespace,
 		LeaseDuration: fencing.DefaultHolderOptions().Duration,
+		NetworkPolicy: o.NetworkPolicy,
 		Server: ServerConfig{
 			Image:           o.ServerImage,
 			ImagePullPolicy: corev1.PullPolicy(o.ServerImagePullPolicy),
@@ -215,7 +220,7 @@ func Run(ctx context.Context, opts *Options) error {
 		LeaderElectionID:              "sharewarden-controller",
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(),
+		Cache:                         cacheOptions(opts.Namespace),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -260,7 +265,7 @@ func Run(ctx context.Context, opts *Options) error {
 // cacheOptions keep the controller small in large clusters: managed fields are dropped from
 // every cached object, pods are cut down to what consumer counting reads, and Services and
 // PVs are cached only when ShareWarden made them.
-func cacheOptions() cache.Options {
+func cacheOptions(ns string) cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{swv1.LabelManagedBy: swv1.ManagedByController})
 	serverLeases := labels.SelectorFromSet(labels.Set{swv1.LabelComponent: swv1.ComponentNFSServer})
 	return cache.Options{
@@ -270,6 +275,8 @@ func cacheOptions() cache.Options {
 			&corev1.Service{}:          {Label: ours},
 			&corev1.PersistentVolume{}: {Label: ours},
 			&coordinationv1.Lease{}:    {Label: serverLeases},
+			// Only ShareWarden's namespace holds per-volume NetworkPolicies.
+			&networkingv1.NetworkPolicy{}: {Label: ours, Namespaces: map[string]cache.Config{ns: {}}},
 		},
 	}
 }
@@ -321,8 +328,11 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 		}))).
 		Watches(&corev1.Service{}, byLabels, owned).
 		Watches(&corev1.PersistentVolume{}, byLabels, owned).
+		Watches(&networkingv1.NetworkPolicy{}, byLabels, owned).
 		// A managed or backing class coming back (or changing) resumes its volumes at once.
 		Watches(&storagev1.StorageClass{}, handler.EnqueueRequestsFromMapFunc(r.volumesOfClass)).
+		// A consumer's node changing address or being fenced changes its volumes' allowlists.
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.volumesOnNode), builder.WithPredicates(nodeAccessChanged())).
 		// A server renews its lease every few seconds; only a new holder or a fencing matters here.
 		Watches(&coordinationv1.Lease{}, byLabels, owned, builder.WithPredicates(leaseChanged())).
 		// One controller per manager; names repeat only when tests run several managers in a process.
@@ -345,6 +355,46 @@ func (r *Reconciler) volumesOfClass(ctx context.Context, o client.Object) []reco
 	for _, sv := range svs.Items {
 		if sv.Spec.BackingStorageClass == o.GetName() || (sv.Status.StorageClass != nil && sv.Status.StorageClass.Name == o.GetName()) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sv)})
+		}
+	}
+	return out
+}
+
+// volumesOnNode maps a node to the volumes its pods mount (through fencing's pod-by-node
+// index, which fencing.SetupWithManager registers on the same manager).
+func (r *Reconciler) volumesOnNode(ctx context.Context, o client.Object) []reconcile.Request {
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.MatchingFields{fencing.IndexPodNode: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing pods of a node", "node", o.GetName())
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range pods.Items {
+		for _, name := range podClaimNames(&pods.Items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: pods.Items[i].Namespace, Name: name}})
+		}
+	}
+	return out
+}
+
+// nodeAccessChanged passes node creations and deletions, and updates that change what the
+// allowlist reads of a node: its InternalIPs or its fenced label (not heartbeats).
+func nodeAccessChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*corev1.Node)
+		n, ok2 := e.ObjectNew.(*corev1.Node)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return o.Labels[swv1.LabelNodeFenced] != n.Labels[swv1.LabelNodeFenced] || !slices.Equal(internalIPs(o), internalIPs(n))
+	}}
+}
+
+func internalIPs(n *corev1.Node) []string {
+	var out []string
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			out = append(out, a.Address)
 		}
 	}
 	return out

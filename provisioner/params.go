@@ -3,6 +3,8 @@ package provisioner
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/nfsserver"
 )
 
 // Parameters of the managed StorageClass that shape each volume's server. Every one is optional.
@@ -21,8 +24,25 @@ const (
 	ParamNodeSelector      = "server.nodeSelector"      // "key=value,key2=value2"
 	ParamTolerations       = "server.tolerations"       // JSON list of core/v1 Tolerations
 	ParamPriorityClassName = "server.priorityClassName" // PriorityClass of server pods
-	ParamSquash            = "server.squash"            // "none" (default) or "root"
+	ParamSquash            = "server.squash"            // "none" (default), "root" or "all"
+	ParamAnonymousUID      = "server.anonymousUID"      // uid squashed requests run as (default 65534)
+	ParamAnonymousGID      = "server.anonymousGID"      // gid squashed requests run as (default 65534)
+	// ParamClientAllowlist says who may mount: "consumerNodes" (default) admits only the node
+	// addresses of the volume's consumers; "off" admits every client that reaches the server, for
+	// clusters where mounts do not come from node addresses.
+	ParamClientAllowlist = "server.clientAllowlist"
 )
+
+// Values of ParamClientAllowlist.
+const (
+	ClientAllowlistConsumerNodes = "consumerNodes"
+	ClientAllowlistOff           = "off"
+)
+
+// classParamKeys are every parameter the managed class understands.
+var classParamKeys = []string{swv1.ParameterBackingStorageClass, ParamServerCPU, ParamServerMemory, ParamServerMemoryLimit,
+	ParamNodeSelector, ParamTolerations, ParamPriorityClassName, ParamSquash, ParamAnonymousUID, ParamAnonymousGID,
+	ParamClientAllowlist}
 
 // Defaults for server pods and PVs, chosen for a small server per volume.
 const (
@@ -53,9 +73,14 @@ type ClassParams struct {
 	NodeSelector        map[string]string
 	Tolerations         []corev1.Toleration
 	PriorityClassName   string
-	RootSquash          bool
-	MountOptions        []string
-	ReclaimPolicy       corev1.PersistentVolumeReclaimPolicy
+	// Squash is the export's squash mode (nfsserver.SquashNone, SquashRoot or SquashAll), and
+	// AnonymousUID and AnonymousGID, when set, the identity squashed requests run as.
+	Squash                     string
+	AnonymousUID, AnonymousGID *int64
+	// ClientAllowlist: the server admits only its consumers' node addresses.
+	ClientAllowlist bool
+	MountOptions    []string
+	ReclaimPolicy   corev1.PersistentVolumeReclaimPolicy
 }
 
 // ParseClassParams reads and checks the managed class. Every problem is reported at once.
@@ -65,6 +90,8 @@ func ParseClassParams(sc *storagev1.StorageClass) (ClassParams, error) {
 		PriorityClassName:   sc.Parameters[ParamPriorityClassName],
 		MountOptions:        sc.MountOptions,
 		ReclaimPolicy:       corev1.PersistentVolumeReclaimDelete,
+		Squash:              nfsserver.SquashNone,
+		ClientAllowlist:     true,
 	}
 	if sc.ReclaimPolicy != nil {
 		p.ReclaimPolicy = *sc.ReclaimPolicy
@@ -75,13 +102,8 @@ func ParseClassParams(sc *storagev1.StorageClass) (ClassParams, error) {
 	var errs field.ErrorList
 	params := field.NewPath("parameters")
 	for k := range sc.Parameters {
-		switch k {
-		case swv1.ParameterBackingStorageClass, ParamServerCPU, ParamServerMemory, ParamServerMemoryLimit,
-			ParamNodeSelector, ParamTolerations, ParamPriorityClassName, ParamSquash:
-		default:
-			errs = append(errs, field.NotSupported(params.Key(k), k, []string{swv1.ParameterBackingStorageClass,
-				ParamServerCPU, ParamServerMemory, ParamServerMemoryLimit, ParamNodeSelector, ParamTolerations,
-				ParamPriorityClassName, ParamSquash}))
+		if !slices.Contains(classParamKeys, k) {
+			errs = append(errs, field.NotSupported(params.Key(k), k, classParamKeys))
 		}
 	}
 	qty := func(key, def string) resource.Quantity {
@@ -124,9 +146,31 @@ func ParseClassParams(sc *storagev1.StorageClass) (ClassParams, error) {
 	switch v := sc.Parameters[ParamSquash]; v {
 	case "", "none":
 	case "root":
-		p.RootSquash = true
+		p.Squash = nfsserver.SquashRoot
+	case "all":
+		p.Squash = nfsserver.SquashAll
 	default:
-		errs = append(errs, field.NotSupported(params.Key(ParamSquash), v, []string{"none", "root"}))
+		errs = append(errs, field.NotSupported(params.Key(ParamSquash), v, []string{"none", "root", "all"}))
+	}
+	id := func(key string) *int64 {
+		v, ok := sc.Parameters[key]
+		if !ok {
+			return nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > 1<<32-2 {
+			errs = append(errs, field.Invalid(params.Key(key), v, "want a numeric id between 0 and 4294967294"))
+			return nil
+		}
+		return &n
+	}
+	p.AnonymousUID, p.AnonymousGID = id(ParamAnonymousUID), id(ParamAnonymousGID)
+	switch v := sc.Parameters[ParamClientAllowlist]; v {
+	case "", ClientAllowlistConsumerNodes:
+	case ClientAllowlistOff:
+		p.ClientAllowlist = false
+	default:
+		errs = append(errs, field.NotSupported(params.Key(ParamClientAllowlist), v, []string{ClientAllowlistConsumerNodes, ClientAllowlistOff}))
 	}
 	if p.BackingStorageClass == sc.Name {
 		errs = append(errs, field.Invalid(params.Key(swv1.ParameterBackingStorageClass), p.BackingStorageClass,

@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/sharewarden/sharewarden/nfsserver"
 )
 
 func managedClass(params map[string]string) *storagev1.StorageClass {
@@ -24,7 +26,8 @@ func TestParseClassParams(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "defaults", sc: managedClass(nil), check: func(t *testing.T, p ClassParams) {
-			if !reflect.DeepEqual(p.MountOptions, DefaultMountOptions()) || p.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete || p.RootSquash {
+			if !reflect.DeepEqual(p.MountOptions, DefaultMountOptions()) || p.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete ||
+				p.Squash != nfsserver.SquashNone || p.AnonymousUID != nil || !p.ClientAllowlist {
 				t.Errorf("defaults: %+v", p)
 			}
 			if q := p.Resources.Requests[corev1.ResourceMemory]; q.Cmp(resource.MustParse("64Mi")) != 0 {
@@ -35,13 +38,15 @@ func TestParseClassParams(t *testing.T) {
 			sc := managedClass(map[string]string{
 				"backingStorageClass": "ssd", ParamServerCPU: "200m", ParamServerMemory: "100Mi", ParamServerMemoryLimit: "1Gi",
 				ParamNodeSelector: "disk=ssd, zone=a", ParamTolerations: `[{"key":"storage","operator":"Exists","effect":"NoSchedule"}]`,
-				ParamPriorityClassName: "storage-critical", ParamSquash: "root",
+				ParamPriorityClassName: "storage-critical", ParamSquash: "all", ParamAnonymousUID: "1000", ParamAnonymousGID: "0",
+				ParamClientAllowlist: ClientAllowlistOff,
 			})
 			sc.MountOptions = []string{"nfsvers=4.2", "hard"}
 			sc.ReclaimPolicy = ptr.To(corev1.PersistentVolumeReclaimRetain)
 			return sc
 		}(), check: func(t *testing.T, p ClassParams) {
-			if p.BackingStorageClass != "ssd" || !p.RootSquash || p.PriorityClassName != "storage-critical" ||
+			if p.BackingStorageClass != "ssd" || p.Squash != nfsserver.SquashAll || ptr.Deref(p.AnonymousUID, -1) != 1000 ||
+				ptr.Deref(p.AnonymousGID, -1) != 0 || p.ClientAllowlist || p.PriorityClassName != "storage-critical" ||
 				p.ReclaimPolicy != corev1.PersistentVolumeReclaimRetain || !reflect.DeepEqual(p.MountOptions, []string{"nfsvers=4.2", "hard"}) ||
 				!reflect.DeepEqual(p.NodeSelector, map[string]string{"disk": "ssd", "zone": "a"}) || len(p.Tolerations) != 1 || p.Tolerations[0].Key != "storage" {
 				t.Errorf("parsed %+v", p)
@@ -52,9 +57,18 @@ func TestParseClassParams(t *testing.T) {
 		{name: "limit below request", sc: managedClass(map[string]string{ParamServerMemory: "1Gi", ParamServerMemoryLimit: "100Mi"}), wantErr: []string{"below"}},
 		{name: "bad node selector", sc: managedClass(map[string]string{ParamNodeSelector: "ssd"}), wantErr: []string{"key=value"}},
 		{name: "bad tolerations", sc: managedClass(map[string]string{ParamTolerations: "{"}), wantErr: []string{"JSON list"}},
-		{name: "bad squash", sc: managedClass(map[string]string{ParamSquash: "all"}), wantErr: []string{ParamSquash}},
+		{name: "bad squash", sc: managedClass(map[string]string{ParamSquash: "everyone"}), wantErr: []string{ParamSquash, `"root"`}},
+		{name: "root squash", sc: managedClass(map[string]string{ParamSquash: "root", ParamClientAllowlist: ClientAllowlistConsumerNodes}), check: func(t *testing.T, p ClassParams) {
+			if p.Squash != nfsserver.SquashRoot || !p.ClientAllowlist {
+				t.Errorf("parsed %+v", p)
+			}
+		}},
+		{name: "anonymous uid not a number", sc: managedClass(map[string]string{ParamAnonymousUID: "nobody"}), wantErr: []string{ParamAnonymousUID, "numeric id"}},
+		{name: "anonymous gid negative", sc: managedClass(map[string]string{ParamAnonymousGID: "-2"}), wantErr: []string{ParamAnonymousGID}},
+		{name: "anonymous uid (uid_t)-1", sc: managedClass(map[string]string{ParamAnonymousUID: "4294967295"}), wantErr: []string{ParamAnonymousUID}},
+		{name: "bad allowlist mode", sc: managedClass(map[string]string{ParamClientAllowlist: "false"}), wantErr: []string{ParamClientAllowlist, ClientAllowlistOff}},
 		{name: "backs itself", sc: managedClass(map[string]string{"backingStorageClass": "sharewarden-nfs"}), wantErr: []string{"cannot back itself"}},
-		{name: "all problems at once", sc: managedClass(map[string]string{ParamSquash: "all", ParamServerCPU: "x"}), wantErr: []string{ParamSquash, ParamServerCPU}},
+		{name: "all problems at once", sc: managedClass(map[string]string{ParamSquash: "everyone", ParamServerCPU: "x"}), wantErr: []string{ParamSquash, ParamServerCPU}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := ParseClassParams(tc.sc)

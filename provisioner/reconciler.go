@@ -73,6 +73,8 @@ type Config struct {
 	UnfenceSettle time.Duration
 	// LeaseDuration is written into a server's Lease the controller recreates for it.
 	LeaseDuration time.Duration
+	// NetworkPolicy makes a NetworkPolicy per volume from its client allowlist.
+	NetworkPolicy bool
 }
 
 // Step is one write of the provisioning path, in order.
@@ -237,8 +239,26 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	if err := r.detachFenced(ctx, obs.BackingClaim, append(slices.Clone(prev.FencedNodes), obs.FencedNode)); err != nil {
 		return ctrl.Result{}, err
 	}
+	consumers, err := r.listConsumers(ctx, claim)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	obs.Consumers = countRunning(consumers)
+	if vol.Params.ClientAllowlist {
+		fenced := append(slices.Clone(prev.FencedNodes), obs.FencedNode)
+		if vol.AllowedClients, err = r.allowedClients(ctx, consumers, fenced); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	obs.Access = &swv1.ClientAccess{Allowlist: vol.Params.ClientAllowlist, Clients: vol.AllowedClients}
 	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev, obs.LeaseExpired); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
+	}
+	if err := r.syncAllowedClients(ctx, obs.ServerPod, vol); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureNetworkPolicy(ctx, vol); err != nil {
+		return ctrl.Result{}, err
 	}
 	if err := r.ensureLease(ctx, claim, vol, prev, &obs); err != nil {
 		return ctrl.Result{}, err
@@ -260,9 +280,6 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		if err := r.syncClaimCapacity(ctx, claim, obs.PV); err != nil {
 			return ctrl.Result{}, err
 		}
-	}
-	if obs.Consumers, err = r.countConsumers(ctx, claim); err != nil {
-		return ctrl.Result{}, err
 	}
 	res := ctrl.Result{}
 	if len(prev.FencedNodes) > 0 {
@@ -793,19 +810,24 @@ func (r *Reconciler) syncClaimCapacity(ctx context.Context, claim *corev1.Persis
 	return nil
 }
 
-// countConsumers counts running pods in the claim's namespace that mount the claim.
-func (r *Reconciler) countConsumers(ctx context.Context, claim *corev1.PersistentVolumeClaim) (int32, error) {
+// listConsumers lists the pods in the claim's namespace that mount the claim.
+func (r *Reconciler) listConsumers(ctx context.Context, claim *corev1.PersistentVolumeClaim) ([]corev1.Pod, error) {
 	pods := &corev1.PodList{}
 	if err := r.Client.List(ctx, pods, client.InNamespace(claim.Namespace), client.MatchingFields{IndexPodClaims: claim.Name}); err != nil {
-		return 0, fmt.Errorf("listing consumers: %w", err)
+		return nil, fmt.Errorf("listing consumers: %w", err)
 	}
+	return pods.Items, nil
+}
+
+// countRunning counts the running consumers (status.consumerCount).
+func countRunning(pods []corev1.Pod) int32 {
 	var n int32
-	for _, p := range pods.Items {
+	for _, p := range pods {
 		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // blocked ends a pass that hit an error (returned for a retry with backoff) or a problem (told

@@ -8,6 +8,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -140,8 +141,13 @@ func (r *Reconciler) release(ctx context.Context, key types.NamespacedName, uid 
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	}
 	r.step(ctx, StepServerGone, key)
-	if _, err := r.deleteOurs(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, uid); err != nil {
-		return ctrl.Result{}, err
+	for _, obj := range []client.Object{
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}},
+	} {
+		if _, err := r.deleteOurs(ctx, obj, uid); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	regarding := client.Object(nil)
 	if pv != nil {

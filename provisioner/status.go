@@ -32,6 +32,8 @@ type Observation struct {
 	// ClaimBound: the RWX claim is Bound to PV.
 	ClaimBound bool
 	Consumers  int32
+	// Access is who the server admits (nil: not computed in this pass, the last one stays).
+	Access *swv1.ClientAccess
 
 	// Lease is the server's lease as the fencer saw it; LeaseExpired is its verdict that the
 	// server stopped renewing. FencedNode is set once the old server is known stopped and its
@@ -58,6 +60,9 @@ func ComputeStatus(obs Observation, prev swv1.SharedVolumeStatus, now metav1.Tim
 	st := *prev.DeepCopy()
 	st.ObservedGeneration = obs.Generation
 	st.ConsumerCount = obs.Consumers
+	if obs.Access != nil {
+		st.Access = obs.Access
+	}
 	st.Lease = leaseStatus(prev.Lease, obs.Lease)
 	if obs.Class != nil {
 		st.StorageClass = obs.Class

@@ -88,6 +88,12 @@ const (
 	AnnotationFencedAt = GroupName + "/fenced-at"
 )
 
+// AnnotationAllowedClients, on a server pod started with the client allowlist on, lists
+// comma-separated the addresses (its consumers' node InternalIPs) its export admits. The
+// controller keeps it current; the agent watches it and reloads ganesha's exports when it
+// changes. Empty admits nobody.
+const AnnotationAllowedClients = GroupName + "/allowed-clients"
+
 // PodClaimNames are the names of the claims a pod's volumes mount, all in the pod's namespace:
 // each persistentVolumeClaim volume's claim, and each generic ephemeral volume's, which
 // Kubernetes names <pod>-<volume>.

@@ -145,6 +145,18 @@ type FailoverStatus struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// ClientAccess says which NFS clients a volume's server admits (docs/security.md).
+type ClientAccess struct {
+	// Allowlist is true when the server admits only Clients (the class's default); false when
+	// it admits every client that reaches it (server.clientAllowlist: off).
+	Allowlist bool `json:"allowlist"`
+	// Clients are the addresses admitted: the InternalIPs of the nodes the volume's consumers are
+	// scheduled on, fenced nodes left out. Empty while no consumer is scheduled.
+	// +optional
+	// +listType=atomic
+	Clients []string `json:"clients,omitempty"`
+}
+
 // SharedVolumeStatus is the controller's view of the volume.
 type SharedVolumeStatus struct {
 	// ObservedGeneration is the generation this status was computed for.
@@ -174,6 +186,9 @@ type SharedVolumeStatus struct {
 	// ConsumerCount is the number of running pods that mount the claim.
 	// +optional
 	ConsumerCount int32 `json:"consumerCount"`
+	// Access says which NFS clients the volume's server admits.
+	// +optional
+	Access *ClientAccess `json:"access,omitempty"`
 	// FailoverCount counts completed and running failovers.
 	// +optional
 	FailoverCount int32 `json:"failoverCount"`

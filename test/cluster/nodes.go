@@ -40,6 +40,10 @@ type NodeSpec struct {
 	// Group, when set, puts the node under one kwok process shared by its group: cheap enough
 	// for a thousand nodes, but such nodes cannot fail one by one.
 	Group string
+	// IP is the node's InternalIP (kwok's --node-ip, also its pods' hostIP); default
+	// 10.240.x.y. A loopback address (127.0.0.x) lets a test's NFS client stand for the node's
+	// kubelet by dialling from it. Not for grouped nodes, which share their group's.
+	IP string
 }
 
 type nodeProc struct {
@@ -72,6 +76,9 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 	for _, s := range specs {
 		if s.Name == "" {
 			return fmt.Errorf("node spec without a name")
+		}
+		if s.IP != "" && s.Group != "" {
+			return fmt.Errorf("node %s: a grouped node has its group's address; IP is for nodes of their own", s.Name)
 		}
 		node := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{
@@ -150,7 +157,7 @@ func (c *Cluster) startKwok(np *nodeProc) error {
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=" + managedByAnnotation + "=" + np.spec.kwokKey(),
 		"--cidr=" + fmt.Sprintf("10.244.%d.0/24", np.index%250),
-		"--node-ip=" + fmt.Sprintf("10.240.%d.%d", np.index/250, np.index%250+1),
+		"--node-ip=" + nodeIP(np),
 		"--node-lease-duration-seconds=" + strconv.Itoa(c.nodeLeaseSeconds()),
 	}
 	for _, s := range stages {
@@ -164,6 +171,13 @@ func (c *Cluster) startKwok(np *nodeProc) error {
 	np.proc = p
 	c.mu.Unlock()
 	return nil
+}
+
+func nodeIP(np *nodeProc) string {
+	if np.spec.IP != "" {
+		return np.spec.IP
+	}
+	return fmt.Sprintf("10.240.%d.%d", np.index/250, np.index%250+1)
 }
 
 // FailNode kills the kwok process playing the node's kubelet, as a power loss would: heartbeats

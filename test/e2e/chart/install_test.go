@@ -330,7 +330,11 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		{"webhook", authorizationv1.ResourceAttributes{Verb: "update", Resource: "persistentvolumeclaims", Namespace: testNS}},
 		{"webhook", authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: "default"}},
-		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: releaseNamespace}},
+		// The client allowlist: a server reads its own pod, in the release namespace only, and writes none.
+		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: testNS}},
+		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Namespace: testNS}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "networkpolicies", Group: "networking.k8s.io", Namespace: testNS}},
 		{"extender", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes"}},
 		{"extender", authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"}},
 		// The CSI sidecars run as the controller: still no secrets, no snapshots outside its namespace.
@@ -361,6 +365,11 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		{"controller", authorizationv1.ResourceAttributes{Verb: "watch", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "update", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
 		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "create", Resource: "leases", Group: "coordination.k8s.io", Namespace: releaseNamespace}},
+		// The client allowlist and its NetworkPolicy layer.
+		{"nfs-server", authorizationv1.ResourceAttributes{Verb: "watch", Resource: "pods", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "patch", Resource: "pods", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "create", Resource: "networkpolicies", Group: "networking.k8s.io", Namespace: releaseNamespace}},
+		{"controller", authorizationv1.ResourceAttributes{Verb: "delete", Resource: "networkpolicies", Group: "networking.k8s.io", Namespace: releaseNamespace}},
 	}
 	can := func(user string, attr authorizationv1.ResourceAttributes) bool {
 		sar, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

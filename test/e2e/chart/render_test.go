@@ -259,14 +259,15 @@ func TestTemplateVariants(t *testing.T) {
 		sc := convert[storagev1.StorageClass](t, mustFind(t, objs, "StorageClass", swv1.DefaultManagedStorageClass))
 		want := map[string]string{
 			"backingStorageClass": "fast-rwo", "server.cpu": "200m", "server.memory": "256Mi", "server.memoryLimit": "1Gi",
-			"server.nodeSelector": "disktype=ssd", "server.priorityClassName": "system-node-critical", "server.squash": "root",
+			"server.nodeSelector": "disktype=ssd", "server.priorityClassName": "system-node-critical", "server.squash": "all",
+			"server.anonymousUID": "1000", "server.anonymousGID": "1000", "server.clientAllowlist": "off",
 			"server.tolerations": `[{"effect":"NoSchedule","key":"storage","operator":"Equal","value":"true"}]`,
 		}
 		if !reflect.DeepEqual(sc.Parameters, want) || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimRetain || !slices.Equal(sc.MountOptions, []string{"nfsvers=4.2", "hard"}) {
 			t.Errorf("managed class: parameters %v, reclaim %s, mount options %v", sc.Parameters, *sc.ReclaimPolicy, sc.MountOptions)
 		}
 		args := containerArgs(t, objs, "sharewarden-controller")
-		if !hasArg(args, "--server-extra-arg=--grace=30s") || !hasArg(args, "--server-image-pull-policy=Always") {
+		if !hasArg(args, "--server-extra-arg=--grace=30s") || !hasArg(args, "--server-image-pull-policy=Always") || !hasArg(args, "--network-policy=true") {
 			t.Errorf("controller args %v", args)
 		}
 	})
