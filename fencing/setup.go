@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // SetupOptions configure the controller side of fencing in a manager.
@@ -56,6 +57,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) 
 	if err != nil {
 		return fmt.Errorf("building node fencer: %w", err)
 	}
+	report.Register(metrics.Registry, NewNodeCollector(mgr.GetClient(), mgr.Elected()))
 	return nil
 }
 

@@ -38,6 +38,7 @@ func RunFenced(ctx context.Context, opts Options, lease fencing.HolderOptions) e
 	if err != nil {
 		return err
 	}
+	h.Metrics = fencing.NewHolderMetrics(a.VolumeRegisterer())
 	if err := a.Run(ctx); err != nil {
 		return err
 	}
