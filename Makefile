@@ -8,7 +8,7 @@ TEST_FLAGS ?=
 
 export SHAREWARDEN_BIN_DIR := $(BIN_DIR)
 
-.PHONY: all build deps bins helm staticcheck generate test unit e2e demo bench lint clean
+.PHONY: all build deps bins helm promtool staticcheck generate test unit e2e demo bench lint clean
 
 all: build
 
@@ -32,6 +32,10 @@ bins:
 helm:
 	@BIN_DIR=$(BIN_DIR) hack/helm.sh
 
+# promtool, pinned in hack/tools/promtool, for the alert rules' checks and unit tests.
+promtool:
+	@BIN_DIR=$(BIN_DIR) hack/promtool.sh
+
 # staticcheck, pinned in hack/tools/lint, for `make lint`.
 staticcheck:
 	@BIN_DIR=$(BIN_DIR) hack/staticcheck.sh
@@ -41,6 +45,7 @@ staticcheck:
 test: deps
 	@BIN_DIR=$(BIN_DIR) hack/bins.sh || echo "bins: could not build the control plane; e2e tests will skip"
 	@BIN_DIR=$(BIN_DIR) hack/helm.sh || echo "helm: could not build; chart tests will skip"
+	@BIN_DIR=$(BIN_DIR) hack/promtool.sh || echo "promtool: could not build; alert rule tests will skip"
 	$(GO) test -count=1 -timeout 40m $(TEST_FLAGS) ./...
 
 unit:
@@ -50,6 +55,7 @@ unit:
 e2e: deps
 	@BIN_DIR=$(BIN_DIR) hack/bins.sh || echo "bins: could not build the control plane; e2e tests will skip"
 	@BIN_DIR=$(BIN_DIR) hack/helm.sh || echo "helm: could not build; chart tests will skip"
+	@BIN_DIR=$(BIN_DIR) hack/promtool.sh || echo "promtool: could not build; alert rule tests will skip"
 	$(GO) test -count=1 -timeout 40m $(TEST_FLAGS) ./test/...
 
 # The demo is a binary of its own (cmd/sharewarden-demo): it links the test harness, which the

@@ -80,6 +80,9 @@ func NewServer(ctx context.Context, cfg Config, facts Facts, readyChecks ...heal
 	return s, nil
 }
 
+// Registry is the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
 // ServeHTTP serves every path of the extender.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -155,6 +158,7 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 		return false, nil, nil
 	})
 	h := newHolder(t, cs, "p_1")
+	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serving, err := h.Gate(ctx)
@@ -169,6 +173,12 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	if serving.Err() != nil {
 		t.Fatalf("stopped serving while renewals succeed: %v", context.Cause(serving))
 	}
+	if histogramCount(t, h.Metrics.renewals) == 0 {
+		t.Error("successful renewals were not timed")
+	}
+	if f := testutil.ToFloat64(h.Metrics.failures); f != 0 {
+		t.Errorf("%v renewal failures while the apiserver answers", f)
+	}
 	// The apiserver becomes unreachable.
 	unreachable.Store(true)
 	cut := time.Now()
@@ -181,6 +191,18 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 		t.Errorf("cause %v, want ErrLeaseLost", context.Cause(serving))
 	}
 	t.Logf("stopped %s after the cut (budget D-M = 1.5s from the last renewal sent)", time.Since(cut))
+	if f := testutil.ToFloat64(h.Metrics.failures); f == 0 {
+		t.Error("renewals failed until the lease was lost, but no failure was counted")
+	}
+}
+
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	m := &dto.Metric{}
+	if err := h.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // TestHolderWaitsForAnotherHolder: a lease held by someone else is taken only after it stayed
@@ -224,6 +246,7 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 func TestHolderLosesToATakeover(t *testing.T) {
 	cs := fake.NewClientset()
 	h := newHolder(t, cs, "p_1")
+	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serving, err := h.Gate(ctx)
@@ -251,6 +274,7 @@ func TestHolderLosesToATakeover(t *testing.T) {
 func TestHolderRetakesADeletedLease(t *testing.T) {
 	cs := fake.NewClientset()
 	h := newHolder(t, cs, "p_1")
+	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	serving, err := h.Gate(ctx)

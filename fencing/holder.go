@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/kubeclient"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Annotations the Fencer writes on a lease it releases; a new holder clears them. They live in
@@ -116,6 +118,45 @@ type Holder struct {
 
 	mu    sync.Mutex
 	lease *coordinationv1.Lease // last version written or read
+
+	// Metrics, when set, time renewals and count failed ones.
+	Metrics *HolderMetrics
+}
+
+// HolderMetrics are a lease holder's metrics, on the NFS server agent's registry (which adds
+// the volume's labels).
+type HolderMetrics struct {
+	renewals prometheus.Histogram
+	failures prometheus.Counter
+}
+
+// NewHolderMetrics registers a holder's metrics with reg (reusing them if already there).
+func NewHolderMetrics(reg prometheus.Registerer) *HolderMetrics {
+	m := &HolderMetrics{
+		renewals: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sharewarden_nfsserver_lease_renew_duration_seconds",
+			Help:    "Time a successful renewal of the volume's Lease took, from sending it to the apiserver's answer.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 5},
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sharewarden_nfsserver_lease_renew_failures_total",
+			Help: "Renewals of the volume's Lease that failed (apiserver unreachable or slow, or the Lease taken by another holder); the server stops serving once none succeeded for lease duration minus safety margin.",
+		}),
+	}
+	m.renewals = report.Register(reg, m.renewals)
+	m.failures = report.Register(reg, m.failures)
+	return m
+}
+
+func (m *HolderMetrics) renewed(took time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.failures.Inc()
+		return
+	}
+	m.renewals.Observe(took.Seconds())
 }
 
 // NewHolder returns a holder of volumeID's lease.
@@ -267,7 +308,11 @@ func (h *Holder) keep(ctx context.Context, cancel context.CancelCauseFunc, lastS
 			}
 			inFlight = true
 			go func() {
+				start := time.Now()
 				sent, err := h.renew(ctx, budget-h.now().Sub(lastSent))
+				if ctx.Err() == nil {
+					h.Metrics.renewed(time.Since(start), err)
+				}
 				if errors.Is(err, ErrLeaseLost) {
 					logger.Info("lease taken by another holder; stopping service")
 					cancel(err)

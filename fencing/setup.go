@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // SetupOptions configure the controller side of fencing in a manager.
@@ -63,6 +64,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) 
 	if err != nil {
 		return fmt.Errorf("building node fencer: %w", err)
 	}
+	report.Register(metrics.Registry, NewNodeCollector(mgr.GetClient(), mgr.Elected()))
 	return nil
 }
 

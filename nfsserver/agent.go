@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,7 +38,7 @@ type Agent struct {
 	metrics *metrics
 	// probe asks ganesha for an RPC NULL reply; tests swap it.
 	probe func(ctx context.Context) error
-	// running is true while the ganesha process is alive.
+	// running is true while the ganesha process is alive; pid is its pid then, else 0.
 	running atomic.Bool
 	// proc is the running ganesha; answered turns true once it answered an RPC since it started.
 	proc     atomic.Pointer[os.Process]
@@ -51,6 +52,7 @@ type Agent struct {
 	clientsGen   uint64
 	loadedGen    atomic.Uint64
 	reload       chan struct{}
+	pid     atomic.Int64
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
@@ -63,10 +65,18 @@ func New(opts Options, gate Gate) (*Agent, error) {
 	if gate == nil {
 		gate = Ungated
 	}
-	a := &Agent{opts: opts, gate: gate, metrics: newMetrics(), Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1)}
+	a := &Agent{opts: opts, gate: gate, Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1)}
+	a.metrics = newMetrics(opts, &a.pid)
 	a.probe = func(ctx context.Context) error { return ProbeNFS(ctx, a.probeAddress(), opts.ProbeTimeout) }
 	return a, nil
 }
+
+// Registry is the agent's metrics registry, served on /metrics.
+func (a *Agent) Registry() *prometheus.Registry { return a.metrics.registry }
+
+// VolumeRegisterer registers on the agent's registry with the volume's labels (volume,
+// claim_namespace, claim_name) added to every metric: for the volume's lease holder.
+func (a *Agent) VolumeRegisterer() prometheus.Registerer { return a.metrics.volume }
 
 // Run runs an ungated agent until ctx ends (nil after a clean stop) or ganesha dies (an error).
 func Run(ctx context.Context, opts Options) error {

@@ -83,6 +83,7 @@ func testAgent(t *testing.T, mode string, gate Gate) (*Agent, Options) {
 	o.VolumeDir = filepath.Join(dir, "vol")
 	o.RuntimeDir = filepath.Join(dir, "run")
 	o.GaneshaBinary = os.Args[0]
+	o.ClaimNamespace, o.ClaimName = "team-a", "data"
 	o.NFSAddress = "127.0.0.1:" + freePort(t)
 	o.HTTPAddress = "127.0.0.1:0"
 	o.StopTimeout = 10 * time.Second
@@ -240,7 +241,7 @@ func TestGate(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	a, _ := testAgent(t, "serve", nil)
+	a, o := testAgent(t, "serve", nil)
 	probeErr := errors.New("connection refused")
 	tests := []struct {
 		name     string
@@ -250,9 +251,9 @@ func TestHealthz(t *testing.T) {
 		wantBody string
 		wantUp   string
 	}{
-		{name: "ganesha answers", running: true, wantCode: 200, wantBody: "ok", wantUp: "ganesha_up 1"},
-		{name: "ganesha does not answer", running: true, probe: probeErr, wantCode: 503, wantBody: "connection refused", wantUp: "ganesha_up 0"},
-		{name: "ganesha not running", running: false, wantCode: 503, wantBody: "not running", wantUp: "ganesha_up 0"},
+		{name: "ganesha answers", running: true, wantCode: 200, wantBody: "ok", wantUp: "1"},
+		{name: "ganesha does not answer", running: true, probe: probeErr, wantCode: 503, wantBody: "connection refused", wantUp: "0"},
+		{name: "ganesha not running", running: false, wantCode: 503, wantBody: "not running", wantUp: "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -265,8 +266,10 @@ func TestHealthz(t *testing.T) {
 			}
 			rec = httptest.NewRecorder()
 			a.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-			if !strings.Contains(rec.Body.String(), "sharewarden_nfsserver_"+tt.wantUp+"\n") {
-				t.Fatalf("/metrics lacks %q:\n%s", tt.wantUp, rec.Body)
+			// Every per-volume series names the volume and its claim.
+			want := `sharewarden_nfsserver_ganesha_up{claim_name="data",claim_namespace="team-a",volume="` + o.VolumeID + `"} ` + tt.wantUp + "\n"
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Fatalf("/metrics lacks %q:\n%s", want, rec.Body)
 			}
 		})
 	}

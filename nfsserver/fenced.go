@@ -55,6 +55,9 @@ func RunFenced(ctx context.Context, opts Options, lease fencing.HolderOptions) e
 		defer stop()
 		go WatchAllowedClients(wctx, cs.CoreV1().Pods(lease.Namespace), pod, uid, a.SetAllowedClients)
 	}
+	if h != nil {
+		h.Metrics = fencing.NewHolderMetrics(a.VolumeRegisterer())
+	}
 	if err := a.Run(ctx); err != nil || h == nil {
 		return err
 	}

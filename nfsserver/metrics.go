@@ -1,16 +1,31 @@
 package nfsserver
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sharewarden/sharewarden/report"
+)
+
+// Labels every per-volume metric of the agent carries, so that a volume's server, I/O and
+// fullness join with the controller's sharewarden_volume_* series on them.
+const (
+	LabelVolume         = "volume"
+	LabelClaimNamespace = "claim_namespace"
+	LabelClaimName      = "claim_name"
 )
 
 // metrics are the agent's Prometheus metrics, on a registry it owns.
 type metrics struct {
 	registry *prometheus.Registry
+	// volume registers on registry with the volume's labels added to every metric.
+	volume prometheus.Registerer
 	// running is 1 while the ganesha process is alive; up is 1 while it answered the last probe.
 	running, up prometheus.Gauge
-	starts      prometheus.Counter
+	// inGrace is 1 while ganesha is in its NFSv4 grace period (see graceWatcher).
+	inGrace prometheus.Gauge
+	starts  prometheus.Counter
 	// exits counts ganesha exits by reason: stopped (asked to), failed (on its own), killed (the
 	// gate closed or it ignored SIGTERM).
 	exits *prometheus.CounterVec
@@ -18,10 +33,16 @@ type metrics struct {
 	probes *prometheus.HistogramVec
 }
 
-func newMetrics() *metrics {
+// newMetrics registers the agent's metrics, the export and ganesha collector reading
+// ganeshaPID among them, on a registry of the agent's own.
+func newMetrics(o Options, ganeshaPID *atomic.Int64) *metrics {
 	const ns, sub = "sharewarden", "nfsserver"
+	reg := report.NewRegistry()
 	m := &metrics{
-		registry: prometheus.NewRegistry(),
+		registry: reg,
+		volume: prometheus.WrapRegistererWith(prometheus.Labels{
+			LabelVolume: o.VolumeID, LabelClaimNamespace: o.ClaimNamespace, LabelClaimName: o.ClaimName,
+		}, reg),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "ganesha_running",
 			Help: "1 while the ganesha process is alive.",
@@ -29,6 +50,10 @@ func newMetrics() *metrics {
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "ganesha_up",
 			Help: "1 while ganesha answered the last RPC NULL call on its NFS port.",
+		}),
+		inGrace: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "ganesha_in_grace",
+			Help: "1 while ganesha is in its NFSv4 grace period (only reclaims are served, no new opens or locks).",
 		}),
 		starts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "ganesha_starts_total",
@@ -47,8 +72,17 @@ func newMetrics() *metrics {
 	for _, reason := range []string{exitStopped, exitFailed, exitKilled} {
 		m.exits.WithLabelValues(reason)
 	}
-	m.registry.MustRegister(m.running, m.up, m.starts, m.exits, m.probes,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, result := range []string{"ok", "error"} {
+		m.probes.WithLabelValues(result)
+	}
+	_, port, _ := splitIPPort(o.NFSAddress)
+	m.running = report.Register(m.volume, m.running)
+	m.up = report.Register(m.volume, m.up)
+	m.inGrace = report.Register(m.volume, m.inGrace)
+	m.starts = report.Register(m.volume, m.starts)
+	m.exits = report.Register(m.volume, m.exits)
+	m.probes = report.Register(m.volume, m.probes)
+	report.Register(m.volume, newVolumeCollector(o.DataDir(), uint16(port), ganeshaPID))
 	return m
 }
 

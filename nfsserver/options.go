@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
@@ -37,6 +38,9 @@ type Options struct {
 	// unchanged when the server moves: the export's Filesystem_id and the NFSv4 server owner
 	// and scope.
 	VolumeID string
+	// ClaimNamespace and ClaimName name the RWX claim the volume serves; they label the agent's
+	// metrics (with VolumeID) so that operators see whose volume a series is. Optional.
+	ClaimNamespace, ClaimName string
 	// VolumeDir is where the backing volume is mounted. It must exist: the agent never creates
 	// it, so a missing mount is an error rather than an export of the container's own disk.
 	VolumeDir string
@@ -122,6 +126,8 @@ func DefaultOptions() Options {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.VolumeID, "volume-id", o.VolumeID,
 		"ID of the volume (the RWX claim's UID; required); pins the export's Filesystem_id and the NFSv4 server owner so clients keep their file handles and state when the server moves")
+	fs.StringVar(&o.ClaimNamespace, "claim-namespace", o.ClaimNamespace, "namespace of the RWX claim this volume serves (the claim_namespace label of the metrics)")
+	fs.StringVar(&o.ClaimName, "claim-name", o.ClaimName, "name of the RWX claim this volume serves (the claim_name label of the metrics)")
 	fs.StringVar(&o.VolumeDir, "volume-dir", o.VolumeDir,
 		"mount point of the backing volume (must exist); clients see its "+DataSubdir+"/ subdirectory, ganesha keeps NFSv4 recovery state in "+StateSubdir+"/")
 	fs.StringVar(&o.PseudoPath, "pseudo-path", o.PseudoPath, "NFSv4 pseudo path of the export, the path clients mount")
@@ -192,6 +198,19 @@ func (o Options) Validate() error {
 	if !volumeIDPattern.MatchString(o.VolumeID) {
 		errs = append(errs, field.Invalid(flag("volume-id"), o.VolumeID,
 			"must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. the claim's UID)"))
+	}
+	if o.ClaimNamespace != "" {
+		for _, msg := range validation.IsDNS1123Label(o.ClaimNamespace) {
+			errs = append(errs, field.Invalid(flag("claim-namespace"), o.ClaimNamespace, msg))
+		}
+	}
+	if o.ClaimName != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(o.ClaimName) {
+			errs = append(errs, field.Invalid(flag("claim-name"), o.ClaimName, msg))
+		}
+	}
+	if (o.ClaimNamespace == "") != (o.ClaimName == "") {
+		errs = append(errs, field.Required(flag("claim-namespace"), "--claim-namespace and --claim-name are given together or not at all"))
 	}
 	errs = append(errs, validatePath(flag("volume-dir"), o.VolumeDir)...)
 	errs = append(errs, validatePath(flag("runtime-dir"), o.RuntimeDir)...)

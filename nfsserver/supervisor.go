@@ -43,6 +43,17 @@ func (a *Agent) supervise(ctx context.Context) error {
 		"-N", o.GaneshaLogLevel,
 	)
 	cmd.Stdout, cmd.Stderr = a.Stdout, a.Stderr
+	// Every start begins a grace period. Its end is read from ganesha's log when the log comes
+	// through the agent, else assumed after the configured Grace.
+	a.metrics.inGrace.Set(1)
+	var graceTimer *time.Timer
+	if o.logsGrace() {
+		set := func(in bool) { a.metrics.inGrace.Set(boolGauge(in)) }
+		cmd.Stdout = &graceWatcher{out: a.Stdout, set: set}
+		cmd.Stderr = &graceWatcher{out: a.Stderr, set: set}
+	} else {
+		graceTimer = time.AfterFunc(o.Grace, func() { a.metrics.inGrace.Set(0) })
+	}
 	cmd.SysProcAttr = childAttrs()
 
 	started := make(chan error, 1)
@@ -66,14 +77,20 @@ func (a *Agent) supervise(ctx context.Context) error {
 	a.loadedGen.Store(loaded)
 	a.answered.Store(false)
 	a.proc.Store(cmd.Process)
+	a.pid.Store(int64(cmd.Process.Pid))
 	a.metrics.running.Set(1)
 	a.metrics.starts.Inc()
 	logger.Info("ganesha started", "pid", cmd.Process.Pid, "address", o.NFSAddress, "pseudoPath", o.PseudoPath)
 	defer func() {
 		a.proc.Store(nil)
+		if graceTimer != nil {
+			graceTimer.Stop()
+		}
 		a.running.Store(false)
+		a.pid.Store(0)
 		a.metrics.running.Set(0)
 		a.metrics.up.Set(0)
+		a.metrics.inGrace.Set(0)
 	}()
 
 	select {
@@ -117,6 +134,13 @@ func (a *Agent) stop(ctx context.Context, cmd *exec.Cmd, exited <-chan error) er
 		a.metrics.exits.WithLabelValues(exitKilled).Inc()
 		return fmt.Errorf("ganesha did not stop within %s of SIGTERM and was killed: %s", a.opts.StopTimeout, describeExit(err))
 	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // describeExit turns cmd.Wait's error into "exit status 2", "killed by signal killed", ...

@@ -163,6 +163,8 @@ func ServerPod(v Volume) *corev1.Pod {
 	args := []string{
 		"nfs-server",
 		"--volume-id=" + v.uid(),
+		"--claim-namespace=" + v.Claim.Namespace,
+		"--claim-name=" + v.Claim.Name,
 		"--volume-dir=" + v.Server.ExportPath,
 		"--pseudo-path=" + ExportPseudoPath,
 		"--nfs-address=0.0.0.0:" + strconv.Itoa(swv1.NFSPort),
@@ -235,12 +237,15 @@ func ServerPod(v Volume) *corev1.Pod {
 				},
 				// ganesha runs as root inside the pod to serve files owned by any user; it needs
 				// no privilege beyond the file capabilities below (see the chart's docs).
+				// SYS_PTRACE is the agent's: ganesha stops being dumpable once it serves a
+				// non-root uid, and only that capability then reads its /proc/<pid>/io for the
+				// I/O metrics (the container's own PID namespace holds only agent and ganesha).
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false),
 					ReadOnlyRootFilesystem:   ptr.To(true),
 					Capabilities: &corev1.Capabilities{
 						Drop: []corev1.Capability{"ALL"},
-						Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID", "SYS_RESOURCE"},
+						Add:  []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "SETGID", "SETUID", "SYS_PTRACE", "SYS_RESOURCE"},
 					},
 				},
 			}},

@@ -75,6 +75,10 @@ func TestBuilders(t *testing.T) {
 	if c.Args[0] != "nfs-server" || !slices.Contains(c.Args, "--volume-id="+uid) || c.ReadinessProbe.HTTPGet.Path != "/healthz" {
 		t.Errorf("server container: args %v probe %+v", c.Args, c.ReadinessProbe)
 	}
+	// The agent labels its metrics with the claim it serves.
+	if !slices.Contains(c.Args, "--claim-namespace="+v.Claim.Namespace) || !slices.Contains(c.Args, "--claim-name="+v.Claim.Name) {
+		t.Errorf("server container does not name its claim: args %v", c.Args)
+	}
 	if pod.Labels[swv1.LabelComponent] != swv1.ComponentNFSServer {
 		t.Errorf("server pod not labelled as a server: %v", pod.Labels)
 	}

@@ -41,6 +41,7 @@ import (
 	"github.com/sharewarden/sharewarden/csidriver"
 	"github.com/sharewarden/sharewarden/fencing"
 	"github.com/sharewarden/sharewarden/kubeclient"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // IndexPodClaims indexes pods by the names of the claims they mount.
@@ -242,6 +243,7 @@ func Run(ctx context.Context, opts *Options) error {
 	if err := r.SetupWithManager(ctx, mgr, opts.Workers); err != nil {
 		return err
 	}
+	report.Register(metrics.Registry, NewVolumeCollector(mgr.GetClient(), mgr.Elected()))
 	if opts.CSIEndpoint != "" {
 		if err := r.ServeCSI(ctx, mgr, opts.CSIEndpoint); err != nil {
 			return err
