@@ -84,7 +84,7 @@ type Options struct {
 // Lease and grace are short because this server's whole purpose is fast failover. After a move
 // (or a restart) NFSv4 clients may only reclaim their opens and locks during the grace period,
 // and nobody may take new opens or locks until it ends, so the grace period adds directly to
-// the outage; issue 6 budgets about 30 s from node death to the client's next acknowledged write,
+// the outage; the failover budget is about 30 s from node death to the client's next acknowledged write,
 // of which up to 15 s go to bringing the replacement up. Grace must be at least one lease (RFC 8881,
 // "Server Failure and Recovery") so every client notices the restart and reclaims: 10 s lease, 15 s grace.
 // With NFSv4.1 clients send RECLAIM_COMPLETE, so ganesha lifts grace early once every known
