@@ -52,7 +52,7 @@ type Agent struct {
 	clientsGen   uint64
 	loadedGen    atomic.Uint64
 	reload       chan struct{}
-	pid     atomic.Int64
+	pid          atomic.Int64
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
