@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/extender"
@@ -138,14 +137,7 @@ func measure(b *testing.B, ctx context.Context, c *cluster.Cluster, nodes int, m
 		b.Fatal(err)
 	}
 	cs := c.Client()
-	claim := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "shared"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(fixture.ManagedClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
+	claim := fixture.Claim("bench", "shared")
 	if _, err := cs.CoreV1().PersistentVolumeClaims("bench").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
