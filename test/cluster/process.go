@@ -116,3 +116,42 @@ func (p *process) tail(n int64) string {
 	}
 	return string(buf)
 }
+
+// Process is a child process of the test started by StartProcess, the one way the harness
+// runs a binary for as long as a test needs it (the control plane, the CSI sidecars, the
+// agents of test/serverrunner).
+type Process struct{ p *process }
+
+// StartProcess runs bin with args as name, its output appended to dir/name.log and its
+// environment env (nil: this process's own). The child is put in its own process group and
+// gets SIGKILL if this process dies, so an interrupted test leaves nothing behind.
+func StartProcess(dir, name, bin string, env []string, args ...string) (*Process, error) {
+	p, err := startProcessEnv(dir, name, bin, env, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// Pid is the process's id, which is also its process group's.
+func (p *Process) Pid() int { return p.p.cmd.Process.Pid }
+
+// LogPath is the file the process's output goes to.
+func (p *Process) LogPath() string { return p.p.logPath }
+
+// Done is closed once the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.p.done }
+
+// Err is how the process ended (exec.Cmd.Wait's error) once Done is closed, and nil before.
+func (p *Process) Err() error {
+	_, err := p.p.exited()
+	return err
+}
+
+// Stop sends SIGTERM to the process group, then SIGKILL after grace, and waits for the
+// process to exit. Stopping twice is fine.
+func (p *Process) Stop(grace time.Duration) { _ = p.p.stop(grace) }
+
+// Kill ends the process group at once, as a machine losing power would, and waits for the
+// process to exit.
+func (p *Process) Kill() { p.p.kill() }

@@ -23,11 +23,10 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -40,6 +39,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/loopdisk"
 )
 
@@ -89,8 +89,7 @@ func (e Endpoint) URL(path string) string {
 
 type server struct {
 	ep   Endpoint
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *cluster.Process
 	// disk is the network disk attached for this server (nil for a local disk); it is detached
 	// once the agent has exited.
 	disk *netDisk
@@ -228,8 +227,11 @@ func (r *Runner) Stop() {
 	for uid := range r.servers {
 		uids = append(uids, uid)
 	}
-	proxies := r.proxies
-	listeners := r.serviceListeners
+	proxies := make([]*proxy, 0, len(r.proxies))
+	for _, p := range r.proxies {
+		proxies = append(proxies, p)
+	}
+	listeners := slices.Clone(r.serviceListeners)
 	r.mu.Unlock()
 	for _, l := range listeners {
 		_ = l.Close()
@@ -249,8 +251,7 @@ func (r *Runner) Stop() {
 	}
 	r.mu.Unlock()
 	for _, s := range held {
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
+		s.proc.Kill()
 		r.releaseDisk(s)
 	}
 }
@@ -306,7 +307,7 @@ func (r *Runner) Running(uid types.UID) bool {
 		return false
 	}
 	select {
-	case <-s.done:
+	case <-s.proc.Done():
 		return false
 	default:
 		return true
@@ -458,11 +459,10 @@ func (r *Runner) waitReleased(pv string) {
 		return
 	}
 	select {
-	case <-prev.done:
+	case <-prev.proc.Done():
 	case <-time.After(detachTimeout):
 		r.cfg.Logf("disk %s: still attached for a server on %s after %s: force-detaching (killing that server)", pv, prev.ep.Node, detachTimeout)
-		_ = syscall.Kill(-prev.cmd.Process.Pid, syscall.SIGKILL)
-		<-prev.done
+		prev.proc.Kill()
 	}
 	r.releaseDisk(prev)
 }
@@ -503,11 +503,11 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	r.nextIP++
 	host := fmt.Sprintf("127.0.%d.%d", 1+r.nextIP/250, 1+r.nextIP%250)
 	r.mu.Unlock()
-	nfsPort, err := freePort(host)
+	nfsPort, err := cluster.FreePortsOn(host, 1)
 	if err != nil {
 		return err
 	}
-	httpPort, err := freePort("127.0.0.1")
+	httpPort, err := cluster.FreePorts(1)
 	if err != nil {
 		return err
 	}
@@ -528,8 +528,8 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	args = append(args,
 		"--volume-dir="+data,
 		"--runtime-dir="+filepath.Join(dir, "run"),
-		"--nfs-address="+net.JoinHostPort(host, strconv.Itoa(nfsPort)),
-		"--http-address=127.0.0.1:"+strconv.Itoa(httpPort),
+		"--nfs-address="+net.JoinHostPort(host, strconv.Itoa(nfsPort[0])),
+		"--http-address=127.0.0.1:"+strconv.Itoa(httpPort[0]),
 		"--ganesha-log="+filepath.Join(dir, "ganesha.log"),
 	)
 	if r.cfg.Kubeconfig != "" {
@@ -542,20 +542,12 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 		args = append(args, "--self-fence=false")
 	}
 	args = append(args, r.cfg.ExtraArgs...)
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
+	env := append(os.Environ(), "POD_NAME="+p.Name, "POD_NAMESPACE="+p.Namespace, "POD_UID="+string(p.UID))
+	proc, err := cluster.StartProcess(dir, "agent", r.cfg.Binary, env, args...)
 	if err != nil {
-		return fmt.Errorf("agent log: %w", err)
+		return err
 	}
-	cmd := exec.Command(r.cfg.Binary, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "POD_NAME="+p.Name, "POD_NAMESPACE="+p.Namespace, "POD_UID="+string(p.UID))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return fmt.Errorf("starting agent: %w", err)
-	}
-	s := &server{ep: Endpoint{Host: host, Port: nfsPort, Node: p.Spec.NodeName, DataDir: data}, cmd: cmd, done: make(chan struct{}),
-		disk: disk, pv: pv.Name}
+	s := &server{ep: Endpoint{Host: host, Port: nfsPort[0], Node: p.Spec.NodeName, DataDir: data}, proc: proc, disk: disk, pv: pv.Name}
 	if disk != nil {
 		s.ep.Device, s.ep.Dev = disk.device, disk.dev
 	}
@@ -569,14 +561,12 @@ func (r *Runner) startServer(ctx context.Context, p *corev1.Pod) (err error) {
 	if disk != nil {
 		r.cfg.Logf("disk %s: attached on %s as %s (st_dev %d), mounted at %s", pv.Name, p.Spec.NodeName, disk.device, disk.dev, data)
 	}
-	r.cfg.Logf("server %s on %s: agent serving %s:%d, data %s", p.Name, p.Spec.NodeName, host, nfsPort, data)
+	r.cfg.Logf("server %s on %s: agent serving %s:%d, data %s", p.Name, p.Spec.NodeName, host, nfsPort[0], data)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		err := cmd.Wait()
-		_ = logf.Close()
-		close(s.done)
-		r.cfg.Logf("server %s: agent exited: %v", p.Name, err)
+		<-proc.Done()
+		r.cfg.Logf("server %s: agent exited: %v", p.Name, proc.Err())
 	}()
 	return nil
 }
@@ -594,21 +584,6 @@ func (r *Runner) stopServer(uid types.UID) {
 	if !ok {
 		return
 	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
+	s.proc.Stop(20 * time.Second)
 	r.releaseDisk(s)
-}
-
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("free port on %s: %w", host, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -27,6 +27,9 @@ func (r *Runner) ServiceAddress(clusterIP string) (string, error) {
 	if addr, ok := r.serviceAddrs[clusterIP]; ok {
 		return addr, nil
 	}
+	if r.stopping {
+		return "", fmt.Errorf("service %s: the runner is stopped", clusterIP)
+	}
 	r.nextIP++
 	host := fmt.Sprintf("127.0.%d.%d", 1+r.nextIP/250, 1+r.nextIP%250)
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))

@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
@@ -157,15 +156,7 @@ func boundRWXClaim(t *testing.T, ctx context.Context, c client.Client, ns, name 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), pv) })
-	claim := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(swv1.DefaultManagedStorageClass),
-			VolumeName:       pv.Name,
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
+	claim := fixture.Claim(ns, name, func(c *corev1.PersistentVolumeClaim) { c.Spec.VolumeName = pv.Name })
 	if err := c.Create(ctx, claim); err != nil {
 		t.Fatal(err)
 	}
