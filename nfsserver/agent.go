@@ -51,6 +51,8 @@ type Agent struct {
 	clientsGen   uint64
 	loadedGen    atomic.Uint64
 	reload       chan struct{}
+	// clientsRead is closed once the first list has been set.
+	clientsRead chan struct{}
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
@@ -63,7 +65,7 @@ func New(opts Options, gate Gate) (*Agent, error) {
 	if gate == nil {
 		gate = Ungated
 	}
-	a := &Agent{opts: opts, gate: gate, metrics: newMetrics(), Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1)}
+	a := &Agent{opts: opts, gate: gate, metrics: newMetrics(), Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1), clientsRead: make(chan struct{})}
 	a.probe = func(ctx context.Context) error { return ProbeNFS(ctx, a.probeAddress(), opts.ProbeTimeout) }
 	return a, nil
 }
