@@ -52,7 +52,10 @@ type Agent struct {
 	clientsGen   uint64
 	loadedGen    atomic.Uint64
 	reload       chan struct{}
-	pid          atomic.Int64
+	// clientsRead is closed once the first list has been set.
+	clientsRead chan struct{}
+	// pid is the running ganesha's pid, else 0 (its /proc/<pid>/io feeds the I/O metrics).
+	pid atomic.Int64
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
@@ -65,7 +68,7 @@ func New(opts Options, gate Gate) (*Agent, error) {
 	if gate == nil {
 		gate = Ungated
 	}
-	a := &Agent{opts: opts, gate: gate, Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1)}
+	a := &Agent{opts: opts, gate: gate, Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1), clientsRead: make(chan struct{})}
 	a.metrics = newMetrics(opts, &a.pid)
 	a.probe = func(ctx context.Context) error { return ProbeNFS(ctx, a.probeAddress(), opts.ProbeTimeout) }
 	return a, nil

@@ -388,6 +388,7 @@ func TestAllowlistReload(t *testing.T) {
 	a, o := testAgent(t, "serve", nil)
 	a.opts.ClientAllowlist = true
 	o.ClientAllowlist = true
+	a.SetAllowedClients(nil) // read before ganesha starts: no consumer yet
 	ctx, cancel := context.WithCancel(context.Background())
 	done := runAgent(ctx, a)
 	waitFor(t, "ganesha's pid file", func() bool { _, err := os.Stat(o.PIDPath()); return err == nil })

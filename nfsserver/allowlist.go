@@ -42,6 +42,9 @@ func (a *Agent) SetAllowedClients(clients []netip.Addr) {
 		a.allowMu.Unlock()
 		return
 	}
+	if !a.clientsKnown {
+		close(a.clientsRead)
+	}
 	a.clients, a.clientsKnown = slices.Clone(clients), true
 	a.clientsGen++
 	a.allowMu.Unlock()
@@ -56,6 +59,27 @@ func (a *Agent) allowedClients() ([]netip.Addr, uint64) {
 	a.allowMu.Lock()
 	defer a.allowMu.Unlock()
 	return slices.Clone(a.clients), a.clientsGen
+}
+
+// firstClientsWait bounds how long ganesha's start waits for the first client list.
+const firstClientsWait = 5 * time.Second
+
+// awaitFirstClients waits, before ganesha starts, until the first client list has been read (the
+// server pod is created with it, so a replacement admits its consumers from its first request,
+// while they may reclaim), at most firstClientsWait: then ganesha starts admitting nobody and the
+// list is applied when it comes.
+func (a *Agent) awaitFirstClients(ctx context.Context) {
+	if !a.opts.ClientAllowlist {
+		return
+	}
+	t := time.NewTimer(firstClientsWait)
+	defer t.Stop()
+	select {
+	case <-a.clientsRead:
+	case <-ctx.Done():
+	case <-t.C:
+		log.FromContext(ctx).Info("client allowlist not read yet; starting ganesha admitting nobody until it is", "waited", firstClientsWait.String())
+	}
 }
 
 // writeConfig renders the config with the current clients into place (atomically, so ganesha

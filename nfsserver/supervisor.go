@@ -31,6 +31,7 @@ func (a *Agent) supervise(ctx context.Context) error {
 
 	o := a.opts
 	// The config is written again now: the client allowlist may have changed while waiting.
+	a.awaitFirstClients(serving)
 	loaded, err := a.writeConfig()
 	if err != nil {
 		return err

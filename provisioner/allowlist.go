@@ -79,7 +79,7 @@ func (r *Reconciler) allowedClients(ctx context.Context, consumers []corev1.Pod,
 // syncAllowedClients brings the server pod's allowed-clients annotation to the current list;
 // the agent watches it and reloads ganesha's exports.
 func (r *Reconciler) syncAllowedClients(ctx context.Context, pod *corev1.Pod, vol Volume) error {
-	if !vol.Params.ClientAllowlist || pod == nil || pod.UID == "" || pod.DeletionTimestamp != nil {
+	if !vol.Params.ClientAllowlist || pod == nil || pod.ResourceVersion == "" || pod.DeletionTimestamp != nil {
 		return nil
 	}
 	want := strings.Join(vol.AllowedClients, ",")

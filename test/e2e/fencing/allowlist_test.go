@@ -241,6 +241,10 @@ func TestClientAllowlist(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
+		// The consumers first: pvc-protection holds a claim that pods still mount.
+		if err := c.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0)); err != nil {
+			t.Errorf("deleting consumers: %v", err)
+		}
 		if err := c.Delete(ctx, claim); err != nil {
 			t.Errorf("deleting claim: %v", err)
 			return
