@@ -29,7 +29,6 @@ import (
 // one never listed or removed is refused (a removed one on the open it holds, too), and a client
 // that stays allowed writes on through every change without one error.
 func TestAllowlistReload(t *testing.T) {
-	requireE2E(t)
 	dir := t.TempDir()
 	o := nfsserver.DefaultOptions()
 	o.VolumeID = volumeID

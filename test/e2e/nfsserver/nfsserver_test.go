@@ -172,6 +172,24 @@ func (a *agent) metrics() string {
 	return string(b)
 }
 
+// metric returns the value of the series of name whose labels include match ("" for any), or
+// -1 when there is none.
+func (a *agent) metric(name, match string) float64 {
+	a.t.Helper()
+	for _, line := range strings.Split(a.metrics(), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest[0] != '{' && rest[0] != ' ') || !strings.Contains(rest, match) {
+			continue
+		}
+		v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64)
+		if err != nil {
+			a.t.Fatalf("metric line %q: %v", line, err)
+		}
+		return v
+	}
+	return -1
+}
+
 // waitHealthz waits until /healthz answers code.
 func (a *agent) waitHealthz(code int) {
 	a.t.Helper()
@@ -330,6 +348,7 @@ func TestDataPlane(t *testing.T) {
 		subtest{"default serves NFSv4.1+ only", testDefaultServesNFSv41Only},
 		subtest{"side by side", testSideBySide},
 		subtest{"bad configuration", testBadConfiguration},
+		subtest{"per-volume metrics", testVolumeMetrics},
 	)
 }
 
@@ -391,12 +410,9 @@ func testServeKillRestart(t *testing.T) {
 	if err != nil || len(records) == 0 {
 		t.Fatalf("no NFSv4 client records on the volume: %d, %v", len(records), err)
 	}
-	m := a.metrics()
-	for _, want := range []string{"sharewarden_nfsserver_ganesha_running 1\n", "sharewarden_nfsserver_ganesha_starts_total 1\n",
-		`sharewarden_nfsserver_probe_duration_seconds_count{result="ok"}`} {
-		if !strings.Contains(m, want) {
-			t.Fatalf("/metrics lacks %q:\n%s", want, m)
-		}
+	if a.metric("sharewarden_nfsserver_ganesha_running", "") != 1 || a.metric("sharewarden_nfsserver_ganesha_starts_total", "") != 1 ||
+		a.metric("sharewarden_nfsserver_probe_duration_seconds_count", `result="ok"`) < 1 {
+		t.Fatalf("/metrics: ganesha not running, started once and probed:\n%s", a.metrics())
 	}
 
 	// A frozen ganesha still accepts TCP connections but answers no RPC: unhealthy.
@@ -556,5 +572,88 @@ func testBadConfiguration(t *testing.T) {
 				t.Fatal("ganesha was started despite the bad configuration")
 			}
 		})
+	}
+}
+
+// testVolumeMetrics: the agent's per-volume metrics over real ganesha: labelled with the volume
+// and its claim, the export's real statfs figures, ganesha's file I/O through NFS, one client
+// per source address connected to the NFS port, and the grace period read from ganesha's log.
+func testVolumeMetrics(t *testing.T) {
+	vol := newVolume(t)
+	a := startAgent(t, agentConfig{host: "127.0.0.5", volumeDir: vol, extra: []string{"--nfs-minor-versions=0,1,2",
+		"--claim-namespace=team-a", "--claim-name=data",
+		// ganesha logs to the agent, which reads its grace messages there.
+		"--ganesha-log=STDOUT",
+		// No background probes: the only connections to the NFS port are the test's.
+		"--probe-interval=1h"}})
+	a.waitHealthz(http.StatusOK)
+	labels := `claim_name="data",claim_namespace="team-a",volume="` + volumeID + `"`
+	if a.metric("sharewarden_nfsserver_ganesha_up", labels) != 1 {
+		t.Fatalf("no ganesha_up 1 labelled %s:\n%s", labels, a.metrics())
+	}
+
+	// ganesha says when its grace period ends (at once here: no client has state to reclaim).
+	deadline := time.Now().Add(readTimeout)
+	for a.metric("sharewarden_nfsserver_ganesha_in_grace", labels) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still in grace after %s (the agent log, with ganesha's, follows)", readTimeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Join(vol, "data"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := a.metric("sharewarden_nfsserver_export_capacity_bytes", labels), float64(st.Blocks*uint64(st.Frsize)); got != want {
+		t.Errorf("capacity %v, want statfs's %v", got, want)
+	}
+	if got := a.metric("sharewarden_nfsserver_export_inodes", labels); got != float64(st.Files) {
+		t.Errorf("inodes %v, want statfs's %v", got, st.Files)
+	}
+
+	// A file written and read back through NFS passes through ganesha's write and read syscalls.
+	content := strings.Repeat("0123456789abcdef", 100)
+	written := a.metric("sharewarden_nfsserver_ganesha_written_bytes_total", labels)
+	writes := a.metric("sharewarden_nfsserver_ganesha_write_syscalls_total", labels)
+	if written < 0 || writes < 0 {
+		t.Fatalf("no I/O series (is /proc/<ganesha>/io readable?):\n%s", a.metrics())
+	}
+	a.put("/export/metrics.txt", content)
+	if got := a.metric("sharewarden_nfsserver_ganesha_written_bytes_total", labels); got-written < float64(len(content)) {
+		t.Errorf("written bytes grew by %v after writing %d bytes through NFS", got-written, len(content))
+	}
+	if got := a.metric("sharewarden_nfsserver_ganesha_write_syscalls_total", labels); got <= writes {
+		t.Errorf("write syscalls %v, not more than %v before the write", got, writes)
+	}
+	read := a.metric("sharewarden_nfsserver_ganesha_read_bytes_total", labels)
+	if got := a.cat("/export/metrics.txt"); got != content {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(content))
+	}
+	if got := a.metric("sharewarden_nfsserver_ganesha_read_bytes_total", labels); got-read < float64(len(content)) {
+		t.Errorf("read bytes grew by %v after reading %d bytes through NFS", got-read, len(content))
+	}
+
+	// Clients: distinct source addresses with a connection open to the NFS port; two from one
+	// address are one client (one node, nconnect).
+	if got := a.metric("sharewarden_nfsserver_clients", labels); got != 0 {
+		t.Errorf("%v clients before any connection", got)
+	}
+	for _, src := range []string{"127.0.0.6", "127.0.0.7", "127.0.0.7"} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", net.JoinHostPort(a.host, strconv.Itoa(a.nfsPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	if got := a.metric("sharewarden_nfsserver_clients", labels); got != 2 {
+		t.Errorf("%v clients with connections from two addresses, want 2", got)
+	}
+	if got := a.metric("sharewarden_nfsserver_connections", labels); got != 3 {
+		t.Errorf("%v connections, want 3", got)
+	}
+	if got := a.metric("sharewarden_nfsserver_collect_errors_total", `source="proc_io"`); got != 0 {
+		t.Errorf("%v proc_io collect errors", got)
 	}
 }

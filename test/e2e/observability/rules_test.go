@@ -85,7 +85,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 		// Every alert is unit-tested.
-		if !strings.Contains(string(tests), "alertname: "+alert+"\n") && alert != "ShareWardenLeaseRenewSlow" {
+		if !strings.Contains(string(tests), "alertname: "+alert+"\n") {
 			t.Errorf("%s has no promtool unit test in testdata/alerts_test.yaml", alert)
 		}
 	}
