@@ -381,7 +381,7 @@ func TestTemplateCSIStorageClass(t *testing.T) {
 		t.Errorf("CSI class: provisioner %s, parameters %v", sc.Provisioner, sc.Parameters)
 	}
 	legacy := render(t, "-f", ciValues("resources-values.yaml"), "--set", "storageClass.provisioner=legacy")
-	if sc := class(legacy); sc.Provisioner != swv1.Provisioner || sc.Parameters["backingStorageClass"] != "fast-rwo" || len(sc.Parameters) != 8 {
+	if sc := class(legacy); sc.Provisioner != swv1.Provisioner || sc.Parameters["backingStorageClass"] != "fast-rwo" || len(sc.Parameters) != 11 {
 		t.Errorf("legacy class: provisioner %s, parameters %v", sc.Provisioner, sc.Parameters)
 	}
 	// The legacy class with CSI still on: the driver runs for CSI classes made by hand.
