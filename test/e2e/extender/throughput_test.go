@@ -49,8 +49,8 @@ import (
 // second/second-plain, and, on stderr, every batch with what the scheduler spent per pod
 // (scheduling algorithm, its framework plugins, the rest: the extender calls as the scheduler
 // sees them) and what the extender spent answering. kube-scheduler's client limits are raised to
-// 1000/2000 so that they do not set the pace. SHAREWARDEN_BENCH_PROFILE=dir writes a CPU profile
-// of each scheduler over its first consumer batch there.
+// 1000/2000 so that they do not set the pace. SHAREWARDEN_BENCH_PROFILE=dir writes there a CPU
+// profile of each scheduler over the first 10 s of its first consumer batch.
 func BenchmarkSchedulingThroughput(b *testing.B) {
 	nodes, rounds, pods := envInt(b, "SHAREWARDEN_BENCH_NODES", 1000), envInt(b, "SHAREWARDEN_BENCH_ROUNDS", 3), envInt(b, "SHAREWARDEN_BENCH_PODS", 500)
 	for b.Loop() {
@@ -103,6 +103,9 @@ type batchResult struct {
 	// plugins within it, and the extender's answer time (filter + prioritize) from its own.
 	algorithm, framework, extender time.Duration
 	extenderCalls                  float64
+	// Sockets to the extender's port at the batch's end: open, and closed within the last
+	// minute (TIME_WAIT): what a scheduler that did not reuse its connections would leave.
+	open, closed int
 }
 
 type roundResult map[string]map[string]batchResult // scheduler -> plain|consumer -> result
@@ -239,8 +242,9 @@ func schedulingRun(b *testing.B, nodes, rounds, pods int, profileDir string) []r
 					}
 				}
 				res[s.name][kind] = br
-				progress(fmt.Sprintf("round %d %-12s %-8s %6.1f pods/s  per pod: algorithm %v, plugins %v, rest %v; extender %.1f calls, %v answering",
-					r+1, s.name, kind, br.podsPerSec, br.algorithm, br.framework, br.algorithm-br.framework, br.extenderCalls, br.extender))
+				progress(fmt.Sprintf("round %d %-12s %-8s %6.1f pods/s  per pod: algorithm %v, plugins %v, rest %v; extender %.1f calls, %v answering; sockets %d open, %d closed",
+					r+1, s.name, kind, br.podsPerSec, br.algorithm.Round(time.Microsecond), br.framework.Round(time.Microsecond),
+					(br.algorithm - br.framework).Round(time.Microsecond), br.extenderCalls, br.extender.Round(time.Microsecond), br.open, br.closed))
 			}
 		}
 		for _, p := range pairs {
@@ -292,11 +296,10 @@ func timeBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, scrap
 		b.Fatal(err)
 	}
 	sel := "bench=" + s.name + "-" + kind
-	w, err := cs.CoreV1().Pods("bench").Watch(ctx, metav1.ListOptions{LabelSelector: sel})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
+	trackCtx, stopTracking := context.WithTimeout(ctx, 10*time.Minute)
+	defer stopTracking()
+	allBound := make(chan error, 1)
+	go func() { allBound <- waitAllBound(trackCtx, cs, sel, n) }()
 	start := time.Now()
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 50)
@@ -329,20 +332,8 @@ func timeBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, scrap
 	for err := range errs {
 		b.Fatal(err)
 	}
-	bound := map[string]bool{}
-	timeout := time.After(10 * time.Minute)
-	for len(bound) < n {
-		select {
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				b.Fatalf("%s: watch closed with %d of %d pods bound", sel, len(bound), n)
-			}
-			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type != watch.Deleted && p.Spec.NodeName != "" {
-				bound[p.Name] = true
-			}
-		case <-timeout:
-			b.Fatalf("%s: only %d of %d pods bound", sel, len(bound), n)
-		}
+	if err := <-allBound; err != nil {
+		b.Fatalf("%s: %v", sel, err)
 	}
 	res := batchResult{podsPerSec: float64(n) / time.Since(start).Seconds()}
 	after, err := scrape(ctx, scraper, schedURL)
@@ -371,6 +362,7 @@ func timeBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, scrap
 	}
 	res.extender = perPod(delta(extAfter, extBefore, extender.MetricLatency+"_sum"))
 	res.extenderCalls = delta(extAfter, extBefore, extender.MetricLatency+"_count") / float64(n)
+	res.open, res.closed = sockets(extenderURL)
 
 	if err := cs.CoreV1().Pods("bench").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{LabelSelector: sel}); err != nil {
 		b.Fatal(err)
@@ -385,7 +377,50 @@ func timeBatch(b *testing.B, ctx context.Context, cs kubernetes.Interface, scrap
 	return res
 }
 
-// startProfile starts a CPU profile of s's kube-scheduler over the next 30 s, into path; the
+// waitAllBound returns once n pods matching sel are bound to nodes: a watch from the start
+// (read at once, so that the apiserver never drops it as too slow), listed again and watched
+// anew if it closes.
+func waitAllBound(ctx context.Context, cs kubernetes.Interface, sel string, n int) error {
+	bound := map[string]bool{}
+	for {
+		l, err := cs.CoreV1().Pods("bench").List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%d of %d pods bound: %w", len(bound), n, ctx.Err())
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for _, p := range l.Items {
+			if p.Spec.NodeName != "" {
+				bound[p.Name] = true
+			}
+		}
+		if len(bound) >= n {
+			return nil
+		}
+		w, err := cs.CoreV1().Pods("bench").Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: l.ResourceVersion})
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if p, isPod := ev.Object.(*corev1.Pod); isPod && ev.Type != watch.Deleted && p.Spec.NodeName != "" {
+				bound[p.Name] = true
+				if len(bound) >= n {
+					w.Stop()
+					return nil
+				}
+			}
+		}
+		w.Stop()
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d pods bound: %w", len(bound), n, ctx.Err())
+		}
+	}
+}
+
+// startProfile starts a CPU profile of s's kube-scheduler over the next 10 s, into path; the
 // returned function waits for it.
 func startProfile(ctx context.Context, c *cluster.Cluster, s *benchScheduler, path string) func() error {
 	done := make(chan error, 1)
@@ -395,7 +430,7 @@ func startProfile(ctx context.Context, c *cluster.Cluster, s *benchScheduler, pa
 			done <- err
 			return
 		}
-		err = c.SchedulerProfile(ctx, s.port, 30*time.Second, f)
+		err = c.SchedulerProfile(ctx, s.port, 10*time.Second, f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -439,6 +474,34 @@ func scrape(ctx context.Context, hc *http.Client, url string) (map[string]float6
 		out[line[:i]] = v
 	}
 	return out, sc.Err()
+}
+
+// sockets counts the TCP connections on 127.0.0.1 with an end at url's port: established (both
+// ends are listed, each counted once), and in TIME_WAIT (closed within the last minute).
+func sockets(url string) (open, closed int) {
+	_, port, _ := strings.Cut(strings.TrimPrefix(url, "http://"), ":")
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return -1, -1
+	}
+	raw, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return -1, -1
+	}
+	want := fmt.Sprintf(":%04X", p)
+	for _, line := range strings.Split(string(raw), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || (!strings.HasSuffix(f[1], want) && !strings.HasSuffix(f[2], want)) {
+			continue
+		}
+		switch f[3] {
+		case "01":
+			open++
+		case "06":
+			closed++
+		}
+	}
+	return open / 2, closed
 }
 
 func matchLabels(series string, labels []string) bool {
