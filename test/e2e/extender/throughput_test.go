@@ -189,14 +189,7 @@ func schedulingRun(b *testing.B, nodes, rounds, pods int, profileDir string) []r
 		b.Fatal(err)
 	}
 	cs := c.Client()
-	claim := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "shared"},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			StorageClassName: ptr.To(fixture.ManagedClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
+	claim := fixture.Claim("bench", "shared")
 	if _, err := cs.CoreV1().PersistentVolumeClaims("bench").Create(ctx, claim, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
