@@ -245,6 +245,21 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 // TestHolderLosesToATakeover: when someone else holds the lease at renewal, serving ends at once.
 func TestHolderLosesToATakeover(t *testing.T) {
 	cs := fake.NewClientset()
+	// The takeover's reactors are in place before the holder runs (the fake's reactor chain
+	// must not change while the holder's renewals read it) and act once it serves.
+	var takenOver atomic.Bool
+	cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !takenOver.Load() {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "sw-vol", errors.New("changed"))
+	})
+	cs.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !takenOver.Load() {
+			return false, nil, nil
+		}
+		return true, lease("other_9", 2), nil
+	})
 	h := newHolder(t, cs, "p_1")
 	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -253,12 +268,7 @@ func TestHolderLosesToATakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "sw-vol", errors.New("changed"))
-	})
-	cs.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, lease("other_9", 2), nil
-	})
+	takenOver.Store(true)
 	select {
 	case <-serving.Done():
 	case <-time.After(3 * time.Second):
