@@ -393,7 +393,7 @@ func (c *CSIController) ControllerExpandVolume(ctx context.Context, req *csi.Con
 func (c *CSIController) growBacking(ctx context.Context, backing *corev1.PersistentVolumeClaim, required int64) error {
 	want := *resource.NewQuantity(required, resource.BinarySI)
 	if have := backing.Spec.Resources.Requests[corev1.ResourceStorage]; have.Cmp(want) >= 0 {
-		return fmt.Errorf("backing claim %s/%s is being resized", backing.Namespace, backing.Name)
+		return fmt.Errorf("backing claim %s/%s is being resized to %s", backing.Namespace, backing.Name, have.String())
 	}
 	class := &storagev1.StorageClass{}
 	name := ptr.Deref(backing.Spec.StorageClassName, "")
@@ -408,7 +408,7 @@ func (c *CSIController) growBacking(ctx context.Context, backing *corev1.Persist
 	if err := c.client().Patch(ctx, backing, patch); err != nil {
 		return fmt.Errorf("resizing backing claim: %w", err)
 	}
-	return fmt.Errorf("resizing backing claim %s/%s to %s", backing.Namespace, backing.Name, want.String())
+	return fmt.Errorf("backing claim %s/%s is being resized to %s", backing.Namespace, backing.Name, want.String())
 }
 
 // backingSnapshot is the backing VolumeSnapshot of a snapshot ID, or NotFound.
