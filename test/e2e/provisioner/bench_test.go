@@ -170,12 +170,12 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 				b.Fatal(err)
 			}
-			cpu0 := procCPU(ctl.Process.Pid)
+			cpu0 := cluster.ProcessCPU(ctl.Process.Pid)
 			sw := runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
 				_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
 				return err
 			}, swSteps)
-			cpu := procCPU(ctl.Process.Pid) - cpu0
+			cpu := cluster.ProcessCPU(ctl.Process.Pid) - cpu0
 
 			ns = fmt.Sprintf("rwo-%d", n)
 			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
@@ -202,7 +202,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 			b.Logf("%d claims at once, limits %s: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s\n%s",
 				n, limitsName(raised), sw.rate, plain.rate, sw.rate/plain.rate, sw.report("ShareWarden RWX claim"), plain.report("plain RWO claim + pod"))
 		}
-		b.ReportMetric(float64(procMem(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB")
+		b.ReportMetric(float64(cluster.ProcessMemory(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB")
 	}
 }
 
@@ -616,29 +616,3 @@ func component(user, agent string) string {
 	return ""
 }
 
-// procCPU is user+system CPU time of pid (clock ticks are 100/s on Linux).
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// procMem reads a Vm* field of /proc/pid/status, in bytes.
-func procMem(pid int, field string) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}

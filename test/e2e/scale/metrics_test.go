@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,7 +109,7 @@ func measure(ctx context.Context, b *testing.B, c *cluster.Cluster, ctl *control
 		if err != nil {
 			b.Fatal(err)
 		}
-		return api, m, procCPU(ctl.cmd.Process.Pid), time.Now()
+		return api, m, cluster.ProcessCPU(ctl.cmd.Process.Pid), time.Now()
 	}
 	api0, ctl0, cpu0, t0 := snap()
 	time.Sleep(d)
@@ -177,29 +175,3 @@ func report(b *testing.B, prefix string, r rates) {
 	b.ReportMetric(r.ctlCPU, prefix+"-ctl-cores")
 }
 
-// procCPU is user+system CPU time of pid (clock ticks are 100/s on Linux).
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// procMem reads a Vm* field of /proc/pid/status, in bytes.
-func procMem(pid int, field string) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}

@@ -163,8 +163,8 @@ func restarted(ctx context.Context, b *testing.B, c *cluster.Cluster, ctl *contr
 	after := measure(ctx, b, c, ctl, *window)
 	after.log(b, prefix+"at rest after the restart (default flags), every server renewing")
 	report(b, prefix+"rest", after)
-	b.ReportMetric(float64(procMem(ctl.cmd.Process.Pid, "VmRSS"))/(1<<20), prefix+"rss-MiB")
-	b.ReportMetric(float64(procMem(ctl.cmd.Process.Pid, "VmHWM"))/(1<<20), prefix+"peak-rss-MiB")
+	b.ReportMetric(float64(cluster.ProcessMemory(ctl.cmd.Process.Pid, "VmRSS"))/(1<<20), prefix+"rss-MiB")
+	b.ReportMetric(float64(cluster.ProcessMemory(ctl.cmd.Process.Pid, "VmHWM"))/(1<<20), prefix+"peak-rss-MiB")
 	m, err := ctl.scrape(ctx)
 	if err != nil {
 		b.Fatal(err)
