@@ -615,4 +615,3 @@ func component(user, agent string) string {
 	}
 	return ""
 }
-

@@ -174,4 +174,3 @@ func report(b *testing.B, prefix string, r rates) {
 	b.ReportMetric(r.renewalsSeen, prefix+"-renewals-seen/s")
 	b.ReportMetric(r.ctlCPU, prefix+"-ctl-cores")
 }
-
