@@ -35,9 +35,9 @@ import (
 )
 
 var (
-	volumes  = flag.Int("scale.volumes", 5000, "volumes on the one controller")
-	nodes    = flag.Int("scale.nodes", 50, "kwok nodes (one kwok process plays them all)")
-	window   = flag.Duration("scale.window", 30*time.Second, "length of each at-rest measuring window")
+	volumes = flag.Int("scale.volumes", 5000, "volumes on the one controller")
+	nodes   = flag.Int("scale.nodes", 50, "kwok nodes (one kwok process plays them all)")
+	window  = flag.Duration("scale.window", 30*time.Second, "length of each at-rest measuring window")
 	// The agent renews every 2 s by default (5,000 servers: 2,500 writes/s, more than a 2-core
 	// plane serves besides everything else); the benchmark renews 5x slower by default, a rate
 	// the plane keeps up with, so that what is measured is the controller's cost per renewal.
