@@ -112,6 +112,15 @@ var ErrOpenLost = errors.New("open state lost in server recovery")
 // ErrClosed is returned by a closed client.
 var ErrClosed = errors.New("nfs4 client closed")
 
+// DialFrom is a Config.Dial connecting to addr from the local address ip, as a kubelet mounts
+// from its node's address.
+func DialFrom(ip, addr string) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}
+
 // Dial connects (retrying refused connections until ctx ends), establishes a client ID and a session, sends RECLAIM_COMPLETE (a new client
 // has nothing to reclaim, and without it the server holds its OPENs in grace), reads the lease
 // time and starts the lease keeper, which SEQUENCEs three times per lease.

@@ -73,3 +73,18 @@ func StatusOf(err error) Status {
 	errors.As(err, &s)
 	return s
 }
+
+// Refused tells whether err is a server's answer turning this client away, as an export's
+// client list does: the export hidden from it (NFS4ERR_NOENT looking it up) or its file handles
+// refused (NFS4ERR_ACCESS, NFS4ERR_PERM). A connection or timeout failure is not a refusal.
+func Refused(err error) bool {
+	var op *OpError
+	if !errors.As(err, &op) {
+		return false
+	}
+	switch op.Status {
+	case ErrNoEnt, ErrPerm, Status(nfsv4.NFS4ERR_ACCESS):
+		return true
+	}
+	return false
+}

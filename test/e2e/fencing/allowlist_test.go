@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -42,10 +41,7 @@ const allowClass = "sharewarden-allowlist"
 // dialFrom connects to ep from the local address ip, as a kubelet mounts from its node's address.
 func dialFrom(ctx context.Context, ep serverrunner.Endpoint, ip, owner string) (*nfs4.Client, error) {
 	return nfs4.Dial(ctx, nfs4.Config{Owner: owner, MinorVersion: 1, CallTimeout: 3 * time.Second, OpTimeout: 10 * time.Second,
-		Dial: func(ctx context.Context) (net.Conn, error) {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-			return d.DialContext(ctx, "tcp", ep.Addr())
-		}})
+		Dial: nfs4.DialFrom(ip, ep.Addr())})
 }
 
 // mountAndWrite is what a new mount from ip does: look the export up, create a file, write.
@@ -69,19 +65,11 @@ func mountAndWrite(ep serverrunner.Endpoint, ip, owner string) error {
 	return err
 }
 
-// refused tells whether err is the server turning the client away: the export is hidden from it
-// (NFS4ERR_NOENT looking it up) or its file handles are refused (NFS4ERR_ACCESS, NFS4ERR_PERM),
-// as opposed to a connection or timeout failure.
+// refused tells whether err is the server turning the client away (nfs4.Refused), or answering
+// NFS4ERR_WRONGSEC, which a server on the plane may answer a client no export admits.
 func refused(err error) bool {
 	var op *nfs4.OpError
-	if !errors.As(err, &op) {
-		return false
-	}
-	switch nfsv4.Nfsstat4(nfs4.StatusOf(err)) {
-	case nfsv4.NFS4ERR_NOENT, nfsv4.NFS4ERR_ACCESS, nfsv4.NFS4ERR_PERM, nfsv4.NFS4ERR_WRONGSEC:
-		return true
-	}
-	return false
+	return nfs4.Refused(err) || errors.As(err, &op) && op.Status == nfs4.Status(nfsv4.NFS4ERR_WRONGSEC)
 }
 
 // steadyWriter writes FILE_SYNC records from one client throughout, and remembers the first error.

@@ -2,7 +2,6 @@ package nfsserver_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,12 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
 	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv4"
-
 	"github.com/sharewarden/sharewarden/nfsserver"
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/nfs4"
 )
 
@@ -74,10 +73,7 @@ func TestAllowlistReload(t *testing.T) {
 
 	dial := func(ctx context.Context, ip, owner string) (*nfs4.Client, error) {
 		return nfs4.Dial(ctx, nfs4.Config{Owner: owner, MinorVersion: 1, CallTimeout: 3 * time.Second, OpTimeout: 10 * time.Second,
-			Dial: func(ctx context.Context) (net.Conn, error) {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-				return d.DialContext(ctx, "tcp", o.NFSAddress)
-			}})
+			Dial: nfs4.DialFrom(ip, o.NFSAddress)})
 	}
 	mount := func(ip, owner string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -98,28 +94,10 @@ func TestAllowlistReload(t *testing.T) {
 		_, err = f.Write(ctx, 0, []byte(owner), nfsv4.FILE_SYNC4)
 		return err
 	}
-	refused := func(err error) bool {
-		var op *nfs4.OpError
-		if !errors.As(err, &op) {
-			return false
-		}
-		switch nfsv4.Nfsstat4(nfs4.StatusOf(err)) {
-		case nfsv4.NFS4ERR_NOENT, nfsv4.NFS4ERR_ACCESS, nfsv4.NFS4ERR_PERM:
-			return true
-		}
-		return false
-	}
+	refused := nfs4.Refused
 	eventually := func(what string, cond func() error) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		var last error
-		for time.Now().Before(deadline) {
-			if last = cond(); last == nil {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("%s: not within 30s: %v", what, last)
+		fixture.WaitFor(t, context.Background(), 30*time.Second, what, cond)
 	}
 	served := func(what, ip string) { t.Helper(); eventually(what, func() error { return mount(ip, what) }) }
 	turnedAway := func(what, ip string) {
