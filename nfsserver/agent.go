@@ -54,8 +54,6 @@ type Agent struct {
 	reload       chan struct{}
 	// clientsRead is closed once the first list has been set.
 	clientsRead chan struct{}
-	// pid is the running ganesha's pid, else 0 (its /proc/<pid>/io feeds the I/O metrics).
-	pid atomic.Int64
 	// Stdout and Stderr receive ganesha's output (the agent's own by default).
 	Stdout, Stderr io.Writer
 }
@@ -69,9 +67,18 @@ func New(opts Options, gate Gate) (*Agent, error) {
 		gate = Ungated
 	}
 	a := &Agent{opts: opts, gate: gate, Stdout: os.Stdout, Stderr: os.Stderr, reload: make(chan struct{}, 1), clientsRead: make(chan struct{})}
-	a.metrics = newMetrics(opts, &a.pid)
+	a.metrics = newMetrics(opts, a.ganeshaPID)
 	a.probe = func(ctx context.Context) error { return ProbeNFS(ctx, a.probeAddress(), opts.ProbeTimeout) }
 	return a, nil
+}
+
+// ganeshaPID is the running ganesha's pid, or 0 while none runs (its /proc/<pid>/io feeds the
+// I/O metrics).
+func (a *Agent) ganeshaPID() int64 {
+	if p := a.proc.Load(); p != nil {
+		return int64(p.Pid)
+	}
+	return 0
 }
 
 // Registry is the agent's metrics registry, served on /metrics.

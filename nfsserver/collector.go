@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
@@ -27,7 +26,7 @@ type volumeCollector struct {
 	// procRoot is /proc; tests point it elsewhere.
 	procRoot string
 	// pid is ganesha's pid while it runs, else 0.
-	pid *atomic.Int64
+	pid func() int64
 
 	capacity, used, avail, inodes, inodesUsed, inodesFree *prometheus.Desc
 	readChars, writtenChars, readSyscalls, writeSyscalls  *prometheus.Desc
@@ -36,7 +35,7 @@ type volumeCollector struct {
 	errors                                                *prometheus.CounterVec
 }
 
-func newVolumeCollector(dataDir string, nfsPort uint16, pid *atomic.Int64) *volumeCollector {
+func newVolumeCollector(dataDir string, nfsPort uint16, pid func() int64) *volumeCollector {
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("sharewarden_nfsserver_"+name, help, nil, nil)
 	}
@@ -93,7 +92,7 @@ func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.inodesUsed, float64(fs.inodes-fs.inodesFree))
 		gauge(c.inodesFree, float64(fs.inodesFree))
 	}
-	if pid := c.pid.Load(); pid > 0 {
+	if pid := c.pid(); pid > 0 {
 		io, err := c.readProcIO(pid)
 		if err != nil {
 			c.errors.WithLabelValues(sourceProcIO).Inc()

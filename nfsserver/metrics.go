@@ -1,8 +1,6 @@
 package nfsserver
 
 import (
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sharewarden/sharewarden/report"
@@ -35,7 +33,7 @@ type metrics struct {
 
 // newMetrics registers the agent's metrics, the export and ganesha collector reading
 // ganeshaPID among them, on a registry of the agent's own.
-func newMetrics(o Options, ganeshaPID *atomic.Int64) *metrics {
+func newMetrics(o Options, ganeshaPID func() int64) *metrics {
 	const ns, sub = "sharewarden", "nfsserver"
 	reg := report.NewRegistry()
 	m := &metrics{

@@ -310,7 +310,7 @@ func TestVolumeCollector(t *testing.T) {
 
 	var pid atomic.Int64
 	pid.Store(4242)
-	c := newVolumeCollector(dir, 2049, &pid)
+	c := newVolumeCollector(dir, 2049, pid.Load)
 	c.procRoot = proc
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)

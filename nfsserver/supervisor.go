@@ -78,7 +78,6 @@ func (a *Agent) supervise(ctx context.Context) error {
 	a.loadedGen.Store(loaded)
 	a.answered.Store(false)
 	a.proc.Store(cmd.Process)
-	a.pid.Store(int64(cmd.Process.Pid))
 	a.metrics.running.Set(1)
 	a.metrics.starts.Inc()
 	logger.Info("ganesha started", "pid", cmd.Process.Pid, "address", o.NFSAddress, "pseudoPath", o.PseudoPath)
@@ -88,7 +87,6 @@ func (a *Agent) supervise(ctx context.Context) error {
 			graceTimer.Stop()
 		}
 		a.running.Store(false)
-		a.pid.Store(0)
 		a.metrics.running.Set(0)
 		a.metrics.up.Set(0)
 		a.metrics.inGrace.Set(0)
