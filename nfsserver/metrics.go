@@ -3,15 +3,8 @@ package nfsserver
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/report"
-)
-
-// Labels every per-volume metric of the agent carries, so that a volume's server, I/O and
-// fullness join with the controller's sharewarden_volume_* series on them.
-const (
-	LabelVolume         = "volume"
-	LabelClaimNamespace = "claim_namespace"
-	LabelClaimName      = "claim_name"
 )
 
 // metrics are the agent's Prometheus metrics, on a registry it owns.
@@ -39,7 +32,7 @@ func newMetrics(o Options, ganeshaPID func() int64) *metrics {
 	m := &metrics{
 		registry: reg,
 		volume: prometheus.WrapRegistererWith(prometheus.Labels{
-			LabelVolume: o.VolumeID, LabelClaimNamespace: o.ClaimNamespace, LabelClaimName: o.ClaimName,
+			swv1.MetricLabelVolume: o.VolumeID, swv1.MetricLabelClaimNamespace: o.ClaimNamespace, swv1.MetricLabelClaimName: o.ClaimName,
 		}, reg),
 		running: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Subsystem: sub, Name: "ganesha_running",

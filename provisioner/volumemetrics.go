@@ -10,14 +10,6 @@ import (
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
 
-// Labels of the per-volume metrics, the same as the NFS server agent's (nfsserver.Label*), so
-// that the controller's and the servers' series of a volume join.
-const (
-	labelVolume         = "volume"
-	labelClaimNamespace = "claim_namespace"
-	labelClaimName      = "claim_name"
-)
-
 // Phases lists every SharedVolume phase, the values of sharewarden_volume_phase's phase label.
 var Phases = []swv1.Phase{swv1.PhasePending, swv1.PhaseProvisioning, swv1.PhaseReady, swv1.PhaseFailingOver,
 	swv1.PhaseFenced, swv1.PhaseDeleting, swv1.PhaseFailed}
@@ -38,7 +30,7 @@ type VolumeCollector struct {
 // NewVolumeCollector returns a collector over reader's SharedVolumes; register it with
 // report.Register.
 func NewVolumeCollector(reader client.Reader, elected <-chan struct{}) *VolumeCollector {
-	labels := []string{labelVolume, labelClaimNamespace, labelClaimName}
+	labels := []string{swv1.MetricLabelVolume, swv1.MetricLabelClaimNamespace, swv1.MetricLabelClaimName}
 	return &VolumeCollector{
 		reader: reader, elected: elected,
 		info: prometheus.NewDesc("sharewarden_volume_info",

@@ -64,3 +64,12 @@ const (
 
 // DefaultSystemNamespace is where ShareWarden's components and NFS servers run.
 const DefaultSystemNamespace = "sharewarden-system"
+
+// Labels of the per-volume Prometheus series, the same on the NFS server agent's and the
+// controller's, so that a volume's server, I/O and fullness join with its sharewarden_volume_*
+// series on them.
+const (
+	MetricLabelVolume         = "volume"
+	MetricLabelClaimNamespace = "claim_namespace"
+	MetricLabelClaimName      = "claim_name"
+)
