@@ -236,7 +236,9 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		return r.finish(ctx, claim, sv, obs, prev, ctrl.Result{RequeueAfter: 100 * time.Millisecond})
 	}
 	vol.AvoidNodes = prev.FencedNodes
-	if err := r.detachFenced(ctx, obs.BackingClaim, append(slices.Clone(prev.FencedNodes), obs.FencedNode)); err != nil {
+	// The nodes this volume's servers were fenced off, the one just fenced included.
+	fenced := append(slices.Clone(prev.FencedNodes), obs.FencedNode)
+	if err := r.detachFenced(ctx, obs.BackingClaim, fenced); err != nil {
 		return ctrl.Result{}, err
 	}
 	consumers, err := r.listConsumers(ctx, claim)
@@ -245,7 +247,6 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 	}
 	obs.Consumers = countRunning(consumers)
 	if vol.Params.ClientAllowlist {
-		fenced := append(slices.Clone(prev.FencedNodes), obs.FencedNode)
 		if vol.AllowedClients, err = r.allowedClients(ctx, consumers, fenced); err != nil {
 			return ctrl.Result{}, err
 		}
