@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,6 +57,12 @@ func fakeGanesha(mode string) int {
 	// Like ganesha, SIGHUP re-reads the config: the copy read goes to <config>.reloaded.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	// The blkid cache ganesha was given, and whether it held anything at the start, go to
+	// <config>.blkid.
+	_, cached := os.Stat(os.Getenv("BLKID_FILE"))
+	if os.WriteFile(*conf+".blkid", []byte(fmt.Sprintf("%s %t", os.Getenv("BLKID_FILE"), cached == nil)), 0o644) != nil {
+		return 2
+	}
 	if err := os.WriteFile(*pid, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
 		return 2
 	}
@@ -166,6 +173,52 @@ func TestRunStopsGaneshaOnCancel(t *testing.T) {
 	}
 	if a.running.Load() {
 		t.Fatal("agent still reports ganesha running after Run returned")
+	}
+}
+
+// TestGaneshaBlkidCache: ganesha reads the backing filesystem's UUID through a blkid cache of its
+// own, emptied before it starts, not the node's (or whatever BLKID_FILE the agent was given),
+// which may describe the disk that last had the device's name.
+func TestGaneshaBlkidCache(t *testing.T) {
+	nodeCache := filepath.Join(t.TempDir(), "blkid.tab")
+	t.Setenv("BLKID_FILE", nodeCache)
+	a, o := testAgent(t, "serve", nil)
+	if err := os.MkdirAll(o.RuntimeDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{nodeCache, o.BlkidCachePath()} {
+		if err := os.WriteFile(f, []byte(`<device DEVNO="0x0700" TIME="1796192716.3" UUID="c8549e41-5812-4db4-8a35-91e1e2054525" TYPE="ext4">/dev/loop0</device>`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAgent(ctx, a)
+	waitFor(t, "ganesha's pid file", func() bool { _, err := os.Stat(o.PIDPath()); return err == nil })
+	got, err := os.ReadFile(o.ConfigPath() + ".blkid")
+	if want := o.BlkidCachePath() + " false"; err != nil || string(got) != want {
+		t.Errorf("ganesha's BLKID_FILE and whether it existed = %q, %v; want %q", got, err, want)
+	}
+	cancel()
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGaneshaEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		env, want []string
+	}{
+		{"added", []string{"PATH=/bin", "HOME=/"}, []string{"PATH=/bin", "HOME=/", "BLKID_FILE=/run/sw/blkid.tab"}},
+		{"replaced", []string{"BLKID_FILE=/run/blkid/blkid.tab", "PATH=/bin"}, []string{"PATH=/bin", "BLKID_FILE=/run/sw/blkid.tab"}},
+		{"empty", nil, []string{"BLKID_FILE=/run/sw/blkid.tab"}},
+		{"prefix only", []string{"BLKID_FILEX=1"}, []string{"BLKID_FILEX=1", "BLKID_FILE=/run/sw/blkid.tab"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ganeshaEnv(tc.env, "/run/sw/blkid.tab"); !slices.Equal(got, tc.want) {
+				t.Fatalf("ganeshaEnv(%q) = %q, want %q", tc.env, got, tc.want)
+			}
+		})
 	}
 }
 

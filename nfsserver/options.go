@@ -67,7 +67,8 @@ type Options struct {
 	// probes on its own to keep the ganesha_up metric current.
 	ProbeTimeout, ProbeInterval time.Duration
 
-	// RuntimeDir holds ganesha's rendered config, its pid file and its credential cache dir.
+	// RuntimeDir holds ganesha's rendered config, its pid file, its credential cache dir and its
+	// blkid cache.
 	RuntimeDir string
 	// GaneshaBinary is ganesha.nfsd, by path or name looked up in PATH.
 	GaneshaBinary string
@@ -174,6 +175,9 @@ func (o Options) ConfigPath() string { return filepath.Join(o.RuntimeDir, "ganes
 
 // PIDPath is ganesha's pid file.
 func (o Options) PIDPath() string { return filepath.Join(o.RuntimeDir, "ganesha.pid") }
+
+// BlkidCachePath is ganesha's own blkid cache (BLKID_FILE), emptied before every start.
+func (o Options) BlkidCachePath() string { return filepath.Join(o.RuntimeDir, "blkid.tab") }
 
 // CCacheDir is ganesha's Kerberos credential cache dir (unused, but ganesha wants one).
 func (o Options) CCacheDir() string { return filepath.Join(o.RuntimeDir, "ganesha-ccache") }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +44,14 @@ func (a *Agent) supervise(ctx context.Context) error {
 		"-p", o.PIDPath(),
 		"-N", o.GaneshaLogLevel,
 	)
+	// ganesha puts the backing filesystem's UUID, read through blkid, into every file handle.
+	// blkid trusts its cache file for a device name probed in the last 2 s, and a node's cache
+	// (/run/blkid) may describe the disk that last had this device name: a handle made from that
+	// UUID goes stale on the next move. So ganesha gets a cache of its own, empty on every start.
+	if err := os.Remove(o.BlkidCachePath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("emptying ganesha's blkid cache: %w", err)
+	}
+	cmd.Env = ganeshaEnv(os.Environ(), o.BlkidCachePath())
 	cmd.Stdout, cmd.Stderr = a.Stdout, a.Stderr
 	// Every start begins a grace period. Its end is read from ganesha's log when the log comes
 	// through the agent, else assumed after the configured Grace.
@@ -155,4 +164,16 @@ func describeExit(err error) string {
 		return exitErr.Error()
 	}
 	return err.Error()
+}
+
+// ganeshaEnv is the agent's environment for ganesha, with blkid's cache file set to blkidCache
+// (any BLKID_FILE the agent was given replaced).
+func ganeshaEnv(environ []string, blkidCache string) []string {
+	env := make([]string, 0, len(environ)+1)
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "BLKID_FILE=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "BLKID_FILE="+blkidCache)
 }

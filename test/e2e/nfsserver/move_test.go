@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -118,6 +119,7 @@ func TestMove(t *testing.T) {
 		subtest{"fsid_device = true: handle goes stale", testMoveFsidDevice},
 		subtest{"no block device visible, as in a pod: handle survives on ext4", testMoveNoBlockDevice},
 		subtest{"two moves in a row: grace lifted early on each", testMoveTwice},
+		subtest{"node's blkid cache describes the device's last disk: handle survives", testMoveStaleNodeBlkidCache},
 	)
 }
 
@@ -329,6 +331,81 @@ exec ganesha.nfsd "$@"' ganesha "$@"
 	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 1 {
 		t.Fatalf("recoveries = %+v; want one with the open reclaimed", rs)
 	}
+}
+
+// testMoveStaleNodeBlkidCache serves a disk while the node's blkid cache says its device holds
+// another filesystem, as it does for 2 s after the device's last disk was probed (by the
+// ganesha that served it, say): blkid trusts such an entry without probing. A ganesha that read
+// it would put the wrong UUID into its handles, and every handle would go stale on the next move.
+// The agent gives ganesha a cache of its own, so the handle must survive.
+func testMoveStaleNodeBlkidCache(t *testing.T) {
+	d := newDisk(t)
+	stop := poisonBlkidCache(t, d.Device)
+	s := &served{t: t, disk: d}
+	s.a = startAgent(t, agentConfig{host: "127.0.0.16", volumeDir: d.MountPoint})
+	s.a.waitHealthz(http.StatusOK)
+	c, o, f, written := openAndWrite(t, s.a, "move-stale-blkid")
+	stop()
+	f.set(s.moveTo("127.0.0.17"))
+	got, err := o.ReadAll(opCtx(t))
+	if err != nil || !bytes.Equal(got, written) {
+		t.Fatalf("reading through the open after the move: %d bytes, %v; want %d", len(got), err, len(written))
+	}
+	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 1 {
+		t.Fatalf("recoveries = %+v; want one with the open reclaimed", rs)
+	}
+}
+
+// nodeBlkidCache is where libblkid keeps its cache when BLKID_FILE does not say otherwise.
+const nodeBlkidCache = "/run/blkid/blkid.tab"
+
+// poisonBlkidCache keeps an entry in the node's blkid cache, freshly probed each time, saying
+// device holds an ext4 filesystem with another UUID, until the returned stop is called (at the
+// latest when the test ends), which takes the entry out again. The cache's other entries are kept.
+func poisonBlkidCache(t *testing.T, device string) (stop func()) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(device, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(nodeBlkidCache), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(poison bool) {
+		var keep []string
+		if b, err := os.ReadFile(nodeBlkidCache); err == nil {
+			for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+				if l != "" && !strings.HasSuffix(l, ">"+device+"</device>") {
+					keep = append(keep, l)
+				}
+			}
+		}
+		if now := time.Now(); poison {
+			keep = append(keep, fmt.Sprintf(`<device DEVNO="%#04x" TIME="%d.%06d" UUID="0badcafe-0000-4000-8000-000000000001" BLOCK_SIZE="4096" TYPE="ext4">%s</device>`,
+				st.Rdev, now.Unix(), now.Nanosecond()/1000, device))
+		}
+		tmp := nodeBlkidCache + ".sharewarden-test"
+		if err := os.WriteFile(tmp, []byte(strings.Join(keep, "\n")+"\n"), 0o644); err == nil {
+			_ = os.Rename(tmp, nodeBlkidCache)
+		}
+	}
+	write(true)
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Millisecond):
+				write(true)
+			}
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); <-stopped; write(false) }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // graceLog is what ganesha logged about its grace period.
