@@ -34,7 +34,10 @@ import (
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
-var benchClaims = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
+var (
+	benchClaims  = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
+	benchWorkers = flag.String("provision.workers", "4,16", "BenchmarkProvision: the controller's --workers for its ShareWarden batches, one batch per value on the same plane (4 is the shipped default)")
+)
 
 // BenchmarkProvision measures a ShareWarden volume's path step by step and, on the same plane in
 // the same run, the limit the Kubernetes components set: as many plain ReadWriteOnce claims on the
@@ -44,22 +47,28 @@ var benchClaims = flag.String("provision.claims", "200,1000", "BenchmarkProvisio
 // defaults, 100 claims. Every write to the apiserver is counted per component from the
 // apiserver's audit log, so the figures show whose rate limiter each volume's writes go through.
 func BenchmarkProvision(b *testing.B) {
-	sizes, err := parseSizes(*benchClaims)
+	sizes, err := parseCounts("-provision.claims", *benchClaims)
+	if err != nil {
+		b.Fatal(err)
+	}
+	workers, err := parseCounts("-provision.workers", *benchWorkers)
 	if err != nil {
 		b.Fatal(err)
 	}
 	four := []cluster.NodeSpec{{Name: "b1", Zone: "a"}, {Name: "b2", Zone: "a"}, {Name: "b3", Zone: "b"}, {Name: "b4", Zone: "b"}}
-	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, false) })
-	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, false) })
-	b.Run("new-user-3-nodes", func(b *testing.B) { benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, true) })
+	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, workers, false) })
+	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, workers, false) })
+	b.Run("new-user-3-nodes", func(b *testing.B) {
+		benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, workers[:1], true)
+	})
 }
 
-func parseSizes(s string) ([]int, error) {
+func parseCounts(name, s string) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("-provision.claims %q: want comma-separated positive counts", s)
+			return nil, fmt.Errorf("%s %q: want comma-separated positive counts", name, s)
 		}
 		out = append(out, n)
 	}
@@ -70,11 +79,12 @@ func parseSizes(s string) ([]int, error) {
 // when raised; the defaults are 20/30, 50/100 and 100/200.
 const raisedQPS, raisedBurst = 500, 1000
 
-// benchProvision runs each batch size on one plane: ShareWarden claims, then as many plain
-// claims with a pod each. With unmarked, a first batch of ShareWarden claims is admitted as the
+// benchProvision runs each batch size on one plane: ShareWarden claims once per workers value,
+// each batch with a controller started for it with that --workers, then as many plain claims
+// with a pod each. With unmarked, a first batch of ShareWarden claims is admitted as the
 // webhook did before it named the provisioner on them (see mutators.MutateClaim), for the
 // comparison on the same plane.
-func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes []int, unmarked bool) {
+func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, workers []int, unmarked bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	work := b.TempDir()
@@ -87,7 +97,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 		Nodes:              nodes,
 		ExtraAPIServerArgs: []string{"--audit-policy-file=" + policy, "--audit-log-path=" + auditLog, "--audit-log-format=json", "--audit-log-maxsize=0"},
 	}
-	ctlArgs := []string{"--workers=8"}
+	var ctlArgs []string
 	if raised {
 		cfg.SchedulerQPS, cfg.SchedulerBurst = raisedQPS, raisedBurst
 		cfg.ExtraControllerManagerArgs = []string{fmt.Sprintf("--kube-api-qps=%d", raisedQPS), fmt.Sprintf("--kube-api-burst=%d", raisedBurst), "--concurrent-service-endpoint-syncs=10"}
@@ -117,20 +127,33 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 	if err != nil {
 		b.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(work, "controller.log"))
-	if err != nil {
-		b.Fatal(err)
+	// startController starts the controller with w workers; stop kills it and returns its peak RSS.
+	startController := func(w int) (pid int, stop func() (peakMiB float64)) {
+		logf, err := os.Create(filepath.Join(work, fmt.Sprintf("controller-%d-workers.log", w)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctl := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + c.Kubeconfig(), "--namespace=" + fixture.SystemNamespace,
+			"--server-service-account=" + fixture.ServerSA, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+			"--zap-log-level=error", fmt.Sprintf("--workers=%d", w)}, ctlArgs...)...)
+		ctl.Stdout, ctl.Stderr = logf, logf
+		ctl.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := ctl.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var once sync.Once
+		stop = func() (peak float64) {
+			once.Do(func() {
+				peak = float64(cluster.ProcessMemory(ctl.Process.Pid, "VmHWM")) / (1 << 20)
+				_ = ctl.Process.Kill()
+				_ = ctl.Wait()
+				logf.Close()
+			})
+			return peak
+		}
+		b.Cleanup(func() { stop() })
+		return ctl.Process.Pid, stop
 	}
-	defer logf.Close()
-	ctl := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + c.Kubeconfig(), "--namespace=" + fixture.SystemNamespace,
-		"--server-service-account=" + fixture.ServerSA, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--zap-log-level=error"}, ctlArgs...)...)
-	ctl.Stdout, ctl.Stderr = logf, logf
-	ctl.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := ctl.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = ctl.Process.Kill(); _ = ctl.Wait() }()
 
 	rc := c.RESTConfig()
 	rc.QPS, rc.Burst = 2000, 4000
@@ -152,6 +175,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 			at := fmt.Sprintf("@%d", n)
 			var old batch
 			if unmarked {
+				_, stop := startController(workers[0])
 				ns := fmt.Sprintf("sw-unmarked-%d", n)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
@@ -163,21 +187,32 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
 					return err
 				}, swSteps)
+				stop()
 				b.ReportMetric(old.rate, "sw-unmarked-claims/s"+at)
 				b.ReportMetric(old.perVolume("pv-controller"), "sw-unmarked-pvctl-writes/vol"+at)
 			}
-			ns := fmt.Sprintf("sw-%d", n)
-			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
-				b.Fatal(err)
+			sws := make([]batch, len(workers))
+			for j, w := range workers {
+				pid, stop := startController(w)
+				ns := fmt.Sprintf("sw-%d-w%d", n, w)
+				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+					b.Fatal(err)
+				}
+				cpu0 := cluster.ProcessCPU(pid)
+				sws[j] = runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
+					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
+					return err
+				}, swSteps)
+				cpu := cluster.ProcessCPU(pid) - cpu0
+				wat := fmt.Sprintf("%s-w%d", at, w)
+				b.ReportMetric(sws[j].rate, "sw-claims/s"+wat)
+				b.ReportMetric(sws[j].perVolume("pv-controller"), "sw-pvctl-writes/vol"+wat)
+				b.ReportMetric(sws[j].perVolume("sharewarden"), "sw-own-writes/vol"+wat)
+				b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+wat)
+				b.ReportMetric(stop(), "ctl-peak-MiB"+wat)
 			}
-			cpu0 := cluster.ProcessCPU(ctl.Process.Pid)
-			sw := runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
-				_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
-				return err
-			}, swSteps)
-			cpu := cluster.ProcessCPU(ctl.Process.Pid) - cpu0
 
-			ns = fmt.Sprintf("rwo-%d", n)
+			ns := fmt.Sprintf("rwo-%d", n)
 			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 				b.Fatal(err)
 			}
@@ -189,20 +224,19 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 				return err
 			}, plainSteps)
 
-			b.ReportMetric(sw.rate, "sw-claims/s"+at)
 			b.ReportMetric(plain.rate, "rwo-claims/s"+at)
-			b.ReportMetric(sw.rate/plain.rate, "ratio"+at)
-			b.ReportMetric(sw.perVolume("pv-controller"), "sw-pvctl-writes/vol"+at)
 			b.ReportMetric(plain.perVolume("pv-controller"), "rwo-pvctl-writes/vol"+at)
-			b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+at)
 			if unmarked {
 				b.Logf("%d claims at once, limits %s: ShareWarden claims admitted without the provisioner annotation %.1f claims/s (ratio %.2f)\n%s",
 					n, limitsName(raised), old.rate, old.rate/plain.rate, old.report("ShareWarden RWX claim, unmarked"))
 			}
-			b.Logf("%d claims at once, limits %s: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s\n%s",
-				n, limitsName(raised), sw.rate, plain.rate, sw.rate/plain.rate, sw.report("ShareWarden RWX claim"), plain.report("plain RWO claim + pod"))
+			for j, w := range workers {
+				b.ReportMetric(sws[j].rate/plain.rate, fmt.Sprintf("ratio%s-w%d", at, w))
+				b.Logf("%d claims at once, limits %s, controller --workers=%d: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s",
+					n, limitsName(raised), w, sws[j].rate, plain.rate, sws[j].rate/plain.rate, sws[j].report("ShareWarden RWX claim"))
+			}
+			b.Logf("%d claims at once, limits %s: plain RWO claims\n%s", n, limitsName(raised), plain.report("plain RWO claim + pod"))
 		}
-		b.ReportMetric(float64(cluster.ProcessMemory(ctl.Process.Pid, "VmHWM"))/(1<<20), "ctl-peak-MiB")
 	}
 }
 
