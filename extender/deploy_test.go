@@ -1,6 +1,7 @@
 package extender
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,14 +49,33 @@ func TestShippedSchedulerConfigs(t *testing.T) {
 				Kind       string        `json:"kind"`
 				Extenders  []extenderCfg `json:"extenders"`
 				Profiles   []struct {
-					SchedulerName string `json:"schedulerName"`
+					SchedulerName            string `json:"schedulerName"`
+					PercentageOfNodesToScore *int32 `json:"percentageOfNodesToScore"`
 				} `json:"profiles"`
 			}
 			if err := yaml.Unmarshal(raw, &doc); err != nil {
 				t.Fatal(err)
 			}
-			if doc.APIVersion != "kubescheduler.config.k8s.io/v1" || doc.Kind != "KubeSchedulerConfiguration" || len(doc.Profiles) != 1 || len(doc.Extenders) != 1 {
-				t.Fatalf("not a v1 KubeSchedulerConfiguration with one profile and one extender: %+v", doc)
+			if doc.APIVersion != "kubescheduler.config.k8s.io/v1" || doc.Kind != "KubeSchedulerConfiguration" || len(doc.Extenders) != 1 {
+				t.Fatalf("not a v1 KubeSchedulerConfiguration with one extender: %+v", doc)
+			}
+			// The cluster's own scheduler keeps its one profile; the second scheduler has the
+			// consumers' (adaptive sample) and the servers' (every node scored, so a server's data
+			// nodes are always in the sample), the names the chart gives the webhook.
+			var profiles []string
+			for _, p := range doc.Profiles {
+				pct := "adaptive"
+				if p.PercentageOfNodesToScore != nil {
+					pct = fmt.Sprint(*p.PercentageOfNodesToScore)
+				}
+				profiles = append(profiles, p.SchedulerName+"="+pct)
+			}
+			want := map[string]string{
+				"kube-scheduler-config.yaml":   "default-scheduler=adaptive",
+				"second-scheduler-config.yaml": "sharewarden-scheduler=adaptive sharewarden-server-scheduler=100",
+			}[filepath.Base(f)]
+			if got := strings.Join(profiles, " "); got != want {
+				t.Errorf("profiles %q, want %q", got, want)
 			}
 			e := doc.Extenders[0]
 			if e.FilterVerb != VerbFilter || e.PrioritizeVerb != VerbPrioritize || e.PreemptVerb != "" || e.BindVerb != "" {

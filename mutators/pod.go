@@ -18,8 +18,13 @@ type PodFacts struct {
 	ManagedClass string
 	// DefaultClass names the cluster's default storage class; empty when there is none.
 	DefaultClass string
-	// SchedulerName, when set, is the second scheduler that places marked pods.
+	// SchedulerName, when set, is the second scheduler's profile that places marked pods.
 	SchedulerName string
+	// ServerSchedulerName, when set, is the profile for NFS server pods instead (one scoring
+	// every node, so a server's data nodes are always in its sample); consumers keep
+	// SchedulerName (or the default profile), whose adaptive sample sends the extender far fewer
+	// names on big clusters.
+	ServerSchedulerName string
 	// SystemNamespace is ShareWarden's own namespace, where its NFS server pods run.
 	SystemNamespace string
 	// Claims holds, by name, the existing claims of the pod's namespace that its volumes name.
@@ -59,8 +64,12 @@ func MutatePod(pod *corev1.Pod, f PodFacts) (PodResult, error) {
 	}
 
 	c0 := pod.Spec.Containers[0].Resources
-	setScheduler := f.SchedulerName != "" && (pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == DefaultScheduler) &&
-		pod.Spec.SchedulerName != f.SchedulerName
+	scheduler := f.SchedulerName
+	if marker == v1alpha1.ResourceServer && f.ServerSchedulerName != "" {
+		scheduler = f.ServerSchedulerName
+	}
+	setScheduler := scheduler != "" && (pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == DefaultScheduler) &&
+		pod.Spec.SchedulerName != scheduler
 	if isOne(c0.Requests, marker) && isOne(c0.Limits, marker) && !setScheduler {
 		return PodResult{Pod: pod, Outcome: AlreadyMarked}, nil
 	}
@@ -76,7 +85,7 @@ func MutatePod(pod *corev1.Pod, f PodFacts) (PodResult, error) {
 	r.Requests[marker] = one.DeepCopy()
 	r.Limits[marker] = one.DeepCopy()
 	if setScheduler {
-		out.Spec.SchedulerName = f.SchedulerName
+		out.Spec.SchedulerName = scheduler
 	}
 	return PodResult{Pod: out, Changed: true, Outcome: outcome}, nil
 }

@@ -93,6 +93,8 @@ func podFacts() mutators.PodFacts {
 func TestMutatePod(t *testing.T) {
 	const second = "sharewarden-scheduler"
 	withScheduler := func(f *mutators.PodFacts) { f.SchedulerName = second }
+	const serverProfile = "sharewarden-server-scheduler"
+	withServerProfile := func(f *mutators.PodFacts) { f.SchedulerName, f.ServerSchedulerName = second, serverProfile }
 	withDefault := func(name string) func(*mutators.PodFacts) {
 		return func(f *mutators.PodFacts) { f.DefaultClass = name }
 	}
@@ -136,6 +138,21 @@ func TestMutatePod(t *testing.T) {
 		{name: "NFS server pod", pod: pod(serverPod...), outcome: mutators.MarkedServer, marker: v1alpha1.ResourceServer, scheduler: mutators.DefaultScheduler},
 		{name: "NFS server pod and second scheduler", pod: pod(serverPod...), facts: []func(*mutators.PodFacts){withScheduler},
 			outcome: mutators.MarkedServer, marker: v1alpha1.ResourceServer, scheduler: second},
+		{name: "NFS server pod to the server profile", pod: pod(serverPod...), facts: []func(*mutators.PodFacts){withServerProfile},
+			outcome: mutators.MarkedServer, marker: v1alpha1.ResourceServer, scheduler: serverProfile},
+		{name: "NFS server pod that names a scheduler keeps it",
+			pod:   pod(append(serverPod, scheduler(second), requests(0, v1alpha1.ResourceServer, "1"), limits(0, v1alpha1.ResourceServer, "1"))...),
+			facts: []func(*mutators.PodFacts){withServerProfile}, outcome: mutators.AlreadyMarked, marker: v1alpha1.ResourceServer, scheduler: second},
+		{name: "NFS server pod already marked on the server profile", pod: pod(append(serverPod, scheduler(serverProfile), requests(0, v1alpha1.ResourceServer, "1"), limits(0, v1alpha1.ResourceServer, "1"))...),
+			facts: []func(*mutators.PodFacts){withServerProfile}, outcome: mutators.AlreadyMarked, marker: v1alpha1.ResourceServer, scheduler: serverProfile},
+		{name: "NFS server pod to a server profile of the cluster's scheduler", pod: pod(serverPod...),
+			facts:   []func(*mutators.PodFacts){func(f *mutators.PodFacts) { f.ServerSchedulerName = serverProfile }},
+			outcome: mutators.MarkedServer, marker: v1alpha1.ResourceServer, scheduler: serverProfile},
+		{name: "consumer keeps the default scheduler when only servers have a profile", pod: pod(mounts("shared")),
+			facts:   []func(*mutators.PodFacts){func(f *mutators.PodFacts) { f.ServerSchedulerName = serverProfile }},
+			outcome: mutators.MarkedConsumer, marker: v1alpha1.ResourceConsumer, scheduler: mutators.DefaultScheduler},
+		{name: "consumer stays on the consumer profile when servers have their own", pod: pod(mounts("shared")), facts: []func(*mutators.PodFacts){withServerProfile},
+			outcome: mutators.MarkedConsumer, marker: v1alpha1.ResourceConsumer, scheduler: second},
 		{name: "server label outside the system namespace is just a label", pod: pod(labelled(v1alpha1.LabelComponent, v1alpha1.ComponentNFSServer)),
 			outcome: mutators.NotConsumer, scheduler: mutators.DefaultScheduler},
 

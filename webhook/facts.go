@@ -195,11 +195,12 @@ func sourceClaim(pvc *corev1.PersistentVolumeClaim) (string, bool) {
 // ephemeral volumes.
 func (f facts) forPod(ctx context.Context, pod *corev1.Pod) (mutators.PodFacts, error) {
 	out := mutators.PodFacts{
-		ManagedClass:    f.cfg.ManagedClass,
-		SchedulerName:   f.cfg.SchedulerName,
-		SystemNamespace: f.cfg.SystemNamespace,
-		Claims:          map[string]*corev1.PersistentVolumeClaim{},
-		Classes:         map[string]*storagev1.StorageClass{},
+		ManagedClass:        f.cfg.ManagedClass,
+		SchedulerName:       f.cfg.SchedulerName,
+		ServerSchedulerName: f.cfg.ServerSchedulerName,
+		SystemNamespace:     f.cfg.SystemNamespace,
+		Claims:              map[string]*corev1.PersistentVolumeClaim{},
+		Classes:             map[string]*storagev1.StorageClass{},
 	}
 	defaultResolved := false
 	for _, v := range pod.Spec.Volumes {

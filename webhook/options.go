@@ -42,6 +42,9 @@ type Config struct {
 	// SchedulerName, when set, is a second scheduler that marked pods are handed to (unless they
 	// name a scheduler of their own).
 	SchedulerName string
+	// ServerSchedulerName, when set, is the scheduler profile for NFS server pods (consumers
+	// keep SchedulerName, or kube-scheduler's default profile when that is empty).
+	ServerSchedulerName string
 	// SystemNamespace is ShareWarden's namespace, where its NFS server pods run.
 	SystemNamespace string
 	// SystemUsers are the identities (usernames, e.g. service accounts) of ShareWarden's own
@@ -82,6 +85,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Options.AddFlags(fs)
 	fs.StringVar(&o.ManagedClass, "managed-storage-class", o.ManagedClass, "ShareWarden's storage class: shared claims on opted-in classes are rewritten to it")
 	fs.StringVar(&o.SchedulerName, "scheduler-name", o.SchedulerName, "second scheduler to hand marked pods to, unless they chose one (default: none, kube-scheduler with the extender)")
+	fs.StringVar(&o.ServerSchedulerName, "server-scheduler-name", o.ServerSchedulerName, "scheduler profile for NFS server pods, one scoring every node (default: --scheduler-name's, or kube-scheduler's default profile)")
 	fs.StringVar(&o.SystemNamespace, "system-namespace", o.SystemNamespace, "ShareWarden's own namespace, where its NFS server pods run")
 	fs.StringSliceVar(&o.SystemUsers, "system-users", o.SystemUsers, "usernames of ShareWarden's own components, the only ones allowed to set system annotations on claims")
 	fs.Int64Var(&o.MaxRequestBytes, "max-request-bytes", o.MaxRequestBytes, "largest AdmissionReview body accepted")
@@ -119,6 +123,11 @@ func (c *Config) Validate() error {
 	if c.SchedulerName != "" {
 		if msgs := validation.IsDNS1123Subdomain(c.SchedulerName); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--scheduler-name %q: %s", c.SchedulerName, strings.Join(msgs, "; ")))
+		}
+	}
+	if c.ServerSchedulerName != "" {
+		if msgs := validation.IsDNS1123Subdomain(c.ServerSchedulerName); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--server-scheduler-name %q: %s", c.ServerSchedulerName, strings.Join(msgs, "; ")))
 		}
 	}
 	if msgs := validation.IsDNS1123Label(c.SystemNamespace); len(msgs) > 0 {

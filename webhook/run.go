@@ -67,7 +67,7 @@ func Run(ctx context.Context, opts *Options) error {
 		return err
 	}
 	log.Info("serving admission webhook", "address", addr.String(),
-		"managedStorageClass", opts.ManagedClass, "schedulerName", opts.SchedulerName)
+		"managedStorageClass", opts.ManagedClass, "schedulerName", opts.SchedulerName, "serverSchedulerName", opts.ServerSchedulerName)
 	runErr := serving.RunInformers(ctx, informers, func() { synced.Store(true) })
 	cancel()
 	<-stopped

@@ -145,14 +145,14 @@ func TestOptions(t *testing.T) {
 		"--bind-address=127.0.0.1", "--secure-port=8443",
 		"--tls-cert-file=/c/tls.crt", "--tls-private-key-file=/c/tls.key",
 		"--managed-storage-class=shared-nfs", "--scheduler-name=sw-scheduler",
-		"--system-namespace=sw", "--system-users=a,b", "--max-request-bytes=1000", "--kubeconfig=/k",
+		"--server-scheduler-name=sw-server-scheduler", "--system-namespace=sw", "--system-users=a,b", "--max-request-bytes=1000", "--kubeconfig=/k",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.SecureServing.BindAddress.String() != "127.0.0.1" || o.SecureServing.BindPort != 8443 ||
 		o.SecureServing.ServerCert.CertKey.CertFile != "/c/tls.crt" || o.SecureServing.ServerCert.CertKey.KeyFile != "/c/tls.key" ||
-		o.ManagedClass != "shared-nfs" || o.SchedulerName != "sw-scheduler" || o.SystemNamespace != "sw" ||
+		o.ManagedClass != "shared-nfs" || o.SchedulerName != "sw-scheduler" || o.ServerSchedulerName != "sw-server-scheduler" || o.SystemNamespace != "sw" ||
 		strings.Join(o.SystemUsers, ",") != "a,b" || o.MaxRequestBytes != 1000 || o.Kubeconfig != "/k" {
 		t.Errorf("flags not bound: %+v %+v", o.Config, o.SecureServing)
 	}
@@ -173,6 +173,18 @@ func TestOptions(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("validation error lacks %s: %v", want, err)
 		}
+	}
+
+	// A server profile in the cluster's own scheduler needs no second scheduler.
+	alone := webhook.NewOptions()
+	alone.ServerSchedulerName = "sw-server-scheduler"
+	if err := alone.Config.Validate(); err != nil {
+		t.Errorf("--server-scheduler-name without --scheduler-name: %v", err)
+	}
+	bad = webhook.NewOptions()
+	bad.SchedulerName, bad.ServerSchedulerName = "sw", "Not_A_Name"
+	if err := bad.Config.Validate(); err == nil || !strings.Contains(err.Error(), "--server-scheduler-name") {
+		t.Errorf("invalid --server-scheduler-name accepted: %v", err)
 	}
 	if err := webhook.Run(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "invalid options") {
 		t.Errorf("Run with invalid options: %v", err)

@@ -13,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"golang.org/x/sync/errgroup"
 )
 
 const (
@@ -73,6 +75,8 @@ func ThreeNodesTwoZones() []NodeSpec {
 // AddNodes creates the nodes, starts one kwok process per node (so each can fail on its own)
 // and waits until all are Ready.
 func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
+	// The Node objects are created in parallel (thousands for a scale plane), then each kwok
+	// process is started for its node or group.
 	for _, s := range specs {
 		if s.Name == "" {
 			return fmt.Errorf("node spec without a name")
@@ -80,39 +84,26 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 		if s.IP != "" && s.Group != "" {
 			return fmt.Errorf("node %s: a grouped node has its group's address; IP is for nodes of their own", s.Name)
 		}
-		node := &corev1.Node{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: s.Name,
-				Annotations: map[string]string{
-					kwokNodeAnnotation:  "fake",
-					managedByAnnotation: s.kwokKey(),
-				},
-				Labels: map[string]string{
-					HostnameLabel:             s.Name,
-					corev1.LabelOSStable:      "linux",
-					corev1.LabelArchStable:    "amd64",
-					"type":                    "kwok",
-					"node.kubernetes.io/fake": "true",
-				},
-			},
-		}
-		if s.Zone != "" {
-			node.Labels[ZoneLabel] = s.Zone
-		}
-		for k, v := range s.Labels {
-			node.Labels[k] = v
-		}
-		if s.Allocatable != nil {
-			node.Status.Allocatable = s.Allocatable
-			node.Status.Capacity = s.Allocatable
-		}
-		if _, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("creating node %s: %w", s.Name, err)
-		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, s := range specs {
+		node := nodeObject(s)
+		g.Go(func() error {
+			if _, err := c.client.CoreV1().Nodes().Create(gctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating node %s: %w", s.Name, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, s := range specs {
 		c.mu.Lock()
 		if s.Group != "" {
-			if g, ok := c.nodes[s.kwokKey()]; ok {
-				c.nodes[s.Name] = &nodeProc{spec: s, index: g.index, shared: true}
+			if first, ok := c.nodes[s.kwokKey()]; ok {
+				c.nodes[s.Name] = &nodeProc{spec: s, index: first.index, shared: true}
 				c.mu.Unlock()
 				continue
 			}
@@ -134,6 +125,37 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 		}
 	}
 	return nil
+}
+
+// nodeObject is the Node a kwok process plays for s.
+func nodeObject(s NodeSpec) *corev1.Node {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name,
+			Annotations: map[string]string{
+				kwokNodeAnnotation:  "fake",
+				managedByAnnotation: s.kwokKey(),
+			},
+			Labels: map[string]string{
+				HostnameLabel:             s.Name,
+				corev1.LabelOSStable:      "linux",
+				corev1.LabelArchStable:    "amd64",
+				"type":                    "kwok",
+				"node.kubernetes.io/fake": "true",
+			},
+		},
+	}
+	if s.Zone != "" {
+		node.Labels[ZoneLabel] = s.Zone
+	}
+	for k, v := range s.Labels {
+		node.Labels[k] = v
+	}
+	if s.Allocatable != nil {
+		node.Status.Allocatable = s.Allocatable
+		node.Status.Capacity = s.Allocatable
+	}
+	return node
 }
 
 func (c *Cluster) startKwok(np *nodeProc) error {

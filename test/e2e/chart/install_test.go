@@ -220,12 +220,13 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		t.Errorf("claim not rewritten by the webhook: class %v, annotations %v", claim.Spec.StorageClassName, claim.Annotations)
 	}
 
-	// The NFS server: the chart's server ServiceAccount and image, handed to the second scheduler.
+	// The NFS server: the chart's server ServiceAccount and image, handed to the second
+	// scheduler's server profile.
 	server := &corev1.Pod{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: releaseNamespace, Name: swv1.ObjectName(string(claim.UID))}, server); err != nil {
 		t.Fatal(err)
 	}
-	if server.Spec.ServiceAccountName != "sharewarden-nfs-server" || server.Spec.SchedulerName != "sharewarden-scheduler" ||
+	if server.Spec.ServiceAccountName != "sharewarden-nfs-server" || server.Spec.SchedulerName != "sharewarden-server-scheduler" ||
 		server.Spec.Containers[0].Image != "ghcr.io/sharewarden/sharewarden-nfs-server:0.1.0" || server.Spec.NodeName == "" {
 		t.Errorf("server pod: account %s scheduler %s image %s node %q", server.Spec.ServiceAccountName, server.Spec.SchedulerName, server.Spec.Containers[0].Image, server.Spec.NodeName)
 	}

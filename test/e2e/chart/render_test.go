@@ -178,8 +178,8 @@ func TestTemplateVariants(t *testing.T) {
 		if !hasArg(args, "--config=/etc/kubernetes/sharewarden-scheduler/config.yaml") {
 			t.Errorf("scheduler command %v", args)
 		}
-		if !hasArg(containerArgs(t, objs, "sharewarden-webhook"), "--scheduler-name=sharewarden-scheduler") {
-			t.Error("webhook does not hand pods to the second scheduler")
+		if wargs := containerArgs(t, objs, "sharewarden-webhook"); !hasArg(wargs, "--scheduler-name=sharewarden-scheduler") || !hasArg(wargs, "--server-scheduler-name=sharewarden-server-scheduler") {
+			t.Errorf("webhook does not hand consumers and servers to the second scheduler's profiles: %v", wargs)
 		}
 		// The configuration is deploy/scheduler's second scheduler, as shipped.
 		cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
