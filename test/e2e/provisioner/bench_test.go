@@ -115,9 +115,10 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	for _, n := range sizes {
 		total += n
 	}
-	batches := 2
+	// One ShareWarden batch per workers value, the plain batch, and the unmarked one.
+	batches := len(workers) + 1
 	if unmarked {
-		batches = 3
+		batches++
 	}
 	// One local PV per backing claim and per plain claim, spread over the nodes.
 	if err := fixture.SetupStorage(ctx, c, fixture.Storage{PVsPerNode: (batches*total)/len(nodes) + 10, PVSize: "2Gi"}); err != nil {
