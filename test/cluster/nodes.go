@@ -75,8 +75,6 @@ func ThreeNodesTwoZones() []NodeSpec {
 // AddNodes creates the nodes, starts one kwok process per node (so each can fail on its own)
 // and waits until all are Ready.
 func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
-	// The Node objects are created in parallel (thousands for a scale plane), then each kwok
-	// process is started for its node or group.
 	for _, s := range specs {
 		if s.Name == "" {
 			return fmt.Errorf("node spec without a name")
@@ -85,6 +83,8 @@ func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
 			return fmt.Errorf("node %s: a grouped node has its group's address; IP is for nodes of their own", s.Name)
 		}
 	}
+	// The Node objects are created in parallel (thousands for a scale plane), then each kwok
+	// process is started for its node or group.
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for _, s := range specs {

@@ -128,9 +128,10 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	// startController starts the controller with w workers; stop kills it and returns its peak RSS.
-	startController := func(w int) (pid int, stop func() (peakMiB float64)) {
-		logf, err := os.Create(filepath.Join(work, fmt.Sprintf("controller-%d-workers.log", w)))
+	// startController starts the controller with w workers for the batch in namespace ns, logging
+	// to controller-<ns>.log; stop kills it and returns its peak RSS.
+	startController := func(w int, ns string) (pid int, stop func() (peakMiB float64)) {
+		logf, err := os.Create(filepath.Join(work, "controller-"+ns+".log"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -176,8 +177,8 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 			at := fmt.Sprintf("@%d", n)
 			var old batch
 			if unmarked {
-				_, stop := startController(workers[0])
 				ns := fmt.Sprintf("sw-unmarked-%d", n)
+				_, stop := startController(workers[0], ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
@@ -194,8 +195,8 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 			}
 			sws := make([]batch, len(workers))
 			for j, w := range workers {
-				pid, stop := startController(w)
 				ns := fmt.Sprintf("sw-%d-w%d", n, w)
+				pid, stop := startController(w, ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
