@@ -323,10 +323,16 @@ exec ganesha.nfsd "$@"' ganesha "$@"
 `)...)
 	c, o, f, written := openAndWrite(t, s.a, "move-no-blkid")
 	f.set(s.moveTo("127.0.0.12"))
-	ctx := opCtx(t)
-	got, err := o.ReadAll(ctx)
+	readsThroughReclaimedOpen(t, c, o, written)
+}
+
+// readsThroughReclaimedOpen checks, after a move, that o reads back written and that c
+// recovered once, reclaiming its open.
+func readsThroughReclaimedOpen(t *testing.T, c *nfs4.Client, o *nfs4.Open, written []byte) {
+	t.Helper()
+	got, err := o.ReadAll(opCtx(t))
 	if err != nil || !bytes.Equal(got, written) {
-		t.Fatalf("reading through the open after the move, without blkid: %d bytes, %v; want %d", len(got), err, len(written))
+		t.Fatalf("reading through the open after the move: %d bytes, %v; want %d", len(got), err, len(written))
 	}
 	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 1 {
 		t.Fatalf("recoveries = %+v; want one with the open reclaimed", rs)
@@ -347,13 +353,7 @@ func testMoveStaleNodeBlkidCache(t *testing.T) {
 	c, o, f, written := openAndWrite(t, s.a, "move-stale-blkid")
 	stop()
 	f.set(s.moveTo("127.0.0.17"))
-	got, err := o.ReadAll(opCtx(t))
-	if err != nil || !bytes.Equal(got, written) {
-		t.Fatalf("reading through the open after the move: %d bytes, %v; want %d", len(got), err, len(written))
-	}
-	if rs := c.Recoveries(); len(rs) != 1 || rs[0].Reclaimed != 1 {
-		t.Fatalf("recoveries = %+v; want one with the open reclaimed", rs)
-	}
+	readsThroughReclaimedOpen(t, c, o, written)
 }
 
 // nodeBlkidCache is where libblkid keeps its cache when BLKID_FILE does not say otherwise.
