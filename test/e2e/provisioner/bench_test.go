@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -128,33 +126,20 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	// startController starts the controller with w workers for the batch in namespace ns, logging
-	// to controller-<ns>.log; stop kills it and returns its peak RSS.
-	startController := func(w int, ns string) (pid int, stop func() (peakMiB float64)) {
-		logf, err := os.Create(filepath.Join(work, "controller-"+ns+".log"))
+	// startController starts the controller with w workers for the batch in namespace ns,
+	// logging to controller-<ns>.log, and waits until it has reconciled the earlier batches'
+	// existing volumes and is idle, so that a batch never shares the controller with a resync.
+	existing := 0
+	startController := func(w int, ns string) *fixture.ControllerProcess {
+		ctl, err := fixture.StartControllerProcess(c, bin, work, "controller-"+ns, append([]string{"--leader-elect=false", fmt.Sprintf("--workers=%d", w)}, ctlArgs...)...)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctl := exec.Command(bin, append([]string{"controller", "--kubeconfig=" + c.Kubeconfig(), "--namespace=" + fixture.SystemNamespace,
-			"--server-service-account=" + fixture.ServerSA, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-			"--zap-log-level=error", fmt.Sprintf("--workers=%d", w)}, ctlArgs...)...)
-		ctl.Stdout, ctl.Stderr = logf, logf
-		ctl.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := ctl.Start(); err != nil {
+		b.Cleanup(ctl.Stop)
+		if err := ctl.Settle(ctx, float64(existing), 2*time.Second, 10*time.Minute); err != nil {
 			b.Fatal(err)
 		}
-		var once sync.Once
-		stop = func() (peak float64) {
-			once.Do(func() {
-				peak = float64(cluster.ProcessMemory(ctl.Process.Pid, "VmHWM")) / (1 << 20)
-				_ = ctl.Process.Kill()
-				_ = ctl.Wait()
-				logf.Close()
-			})
-			return peak
-		}
-		b.Cleanup(func() { stop() })
-		return ctl.Process.Pid, stop
+		return ctl
 	}
 
 	rc := c.RESTConfig()
@@ -178,7 +163,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 			var old batch
 			if unmarked {
 				ns := fmt.Sprintf("sw-unmarked-%d", n)
-				_, stop := startController(workers[0], ns)
+				ctl := startController(workers[0], ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
@@ -189,30 +174,38 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, pvc, metav1.CreateOptions{})
 					return err
 				}, swSteps)
-				stop()
+				existing += n
+				ctl.Stop()
 				b.ReportMetric(old.rate, "sw-unmarked-claims/s"+at)
 				b.ReportMetric(old.perVolume("pv-controller"), "sw-unmarked-pvctl-writes/vol"+at)
 			}
 			sws := make([]batch, len(workers))
+			var ctl *fixture.ControllerProcess
 			for j, w := range workers {
 				ns := fmt.Sprintf("sw-%d-w%d", n, w)
-				pid, stop := startController(w, ns)
+				if ctl != nil {
+					ctl.Stop()
+				}
+				ctl = startController(w, ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
-				cpu0 := cluster.ProcessCPU(pid)
+				cpu0 := cluster.ProcessCPU(ctl.Pid())
 				sws[j] = runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
 					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
 					return err
 				}, swSteps)
-				cpu := cluster.ProcessCPU(pid) - cpu0
+				existing += n
+				cpu := cluster.ProcessCPU(ctl.Pid()) - cpu0
 				wat := fmt.Sprintf("%s-w%d", at, w)
 				b.ReportMetric(sws[j].rate, "sw-claims/s"+wat)
 				b.ReportMetric(sws[j].perVolume("pv-controller"), "sw-pvctl-writes/vol"+wat)
 				b.ReportMetric(sws[j].perVolume("sharewarden"), "sw-own-writes/vol"+wat)
 				b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+wat)
-				b.ReportMetric(stop(), "ctl-peak-MiB"+wat)
+				b.ReportMetric(ctl.PeakRSSMiB(), "ctl-peak-MiB"+wat)
 			}
+			// The last controller keeps running through the plain batch, idle, as it would in a
+			// cluster: every ShareWarden batch and the plain one share the plane with a controller.
 
 			ns := fmt.Sprintf("rwo-%d", n)
 			if err := c.CreateNamespace(ctx, ns, nil); err != nil {
@@ -226,6 +219,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 				return err
 			}, plainSteps)
 
+			ctl.Stop()
 			b.ReportMetric(plain.rate, "rwo-claims/s"+at)
 			b.ReportMetric(plain.perVolume("pv-controller"), "rwo-pvctl-writes/vol"+at)
 			if unmarked {

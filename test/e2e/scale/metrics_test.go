@@ -1,91 +1,23 @@
 package scale_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
-// metrics is one scrape of a Prometheus text endpoint.
-type metrics map[string]*dto.MetricFamily
-
-func parse(raw []byte) (metrics, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("parsing metrics: %w", err)
-	}
-	return fams, nil
-}
-
-// sum adds up the counter, gauge or untyped samples of name by the values of the labels named
-// in by (comma-separated, joined with "/" when several; "" sums everything under "").
-func (m metrics) sum(name, by string) map[string]float64 {
-	out := map[string]float64{}
-	fam, ok := m[name]
-	if !ok {
-		return out
-	}
-	keys := strings.Split(by, ",")
-	for _, s := range fam.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range s.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		var parts []string
-		for _, k := range keys {
-			if k != "" && labels[k] != "" {
-				parts = append(parts, labels[k])
-			}
-		}
-		key := strings.Join(parts, "/")
-		switch {
-		case s.Counter != nil:
-			out[key] += s.GetCounter().GetValue()
-		case s.Gauge != nil:
-			out[key] += s.GetGauge().GetValue()
-		case s.Untyped != nil:
-			out[key] += s.GetUntyped().GetValue()
-		}
-	}
-	return out
-}
-
-func (ctl *controller) scrape(ctx context.Context) (metrics, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ctl.metrics, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return parse(raw)
-}
-
-func scrapeAPIServer(ctx context.Context, c *cluster.Cluster) (metrics, error) {
+func scrapeAPIServer(ctx context.Context, c *cluster.Cluster) (fixture.Metrics, error) {
 	raw, err := c.Client().CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("scraping the apiserver: %w", err)
 	}
-	return parse(raw)
+	return fixture.ParseMetrics(raw)
 }
 
 // rates are per-second figures of one window.
@@ -99,24 +31,24 @@ type rates struct {
 }
 
 // measure counts what happens in a window of length d.
-func measure(ctx context.Context, b *testing.B, c *cluster.Cluster, ctl *controller, d time.Duration) rates {
-	snap := func() (metrics, metrics, time.Duration, time.Time) {
+func measure(ctx context.Context, b *testing.B, c *cluster.Cluster, ctl *fixture.ControllerProcess, d time.Duration) rates {
+	snap := func() (fixture.Metrics, fixture.Metrics, time.Duration, time.Time) {
 		api, err := scrapeAPIServer(ctx, c)
 		if err != nil {
 			b.Fatal(err)
 		}
-		m, err := ctl.scrape(ctx)
+		m, err := ctl.Scrape(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
-		return api, m, cluster.ProcessCPU(ctl.cmd.Process.Pid), time.Now()
+		return api, m, cluster.ProcessCPU(ctl.Pid()), time.Now()
 	}
 	api0, ctl0, cpu0, t0 := snap()
 	time.Sleep(d)
 	api1, ctl1, cpu1, t1 := snap()
 	secs := t1.Sub(t0).Seconds()
-	delta := func(a, b metrics, name, by string) map[string]float64 {
-		x, y := a.sum(name, by), b.sum(name, by)
+	delta := func(a, b fixture.Metrics, name, by string) map[string]float64 {
+		x, y := a.Sum(name, by), b.Sum(name, by)
 		out := map[string]float64{}
 		for k, v := range y {
 			if r := (v - x[k]) / secs; r > 0 {
