@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -322,7 +324,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, wor
 	}))
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("provisioner").
-		For(&swv1.SharedVolume{}).
+		// The controller writes the status itself: its own status writes need no second pass.
+		For(&swv1.SharedVolume{}, builder.WithPredicates(viewChanged())).
 		Watches(&corev1.PersistentVolumeClaim{}, claims).
 		Watches(&corev1.Pod{}, consumers, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			_, server := claimKeyFromLabels(o)
@@ -400,6 +403,25 @@ func internalIPs(n *corev1.Node) []string {
 		}
 	}
 	return out
+}
+
+// viewChanged passes SharedVolume creations and deletions, and updates of anything but the
+// status: spec (generation), labels, annotations, finalizers, owners and the deletion mark.
+// Only the controller writes the status, and the pass that wrote it already acted on what it
+// holds; reconciling again on that write was a second pass per status write (about five per
+// new volume), queued in front of other volumes' first passes.
+func viewChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		if o == nil || n == nil {
+			return true
+		}
+		return o.GetGeneration() != n.GetGeneration() ||
+			!maps.Equal(o.GetLabels(), n.GetLabels()) || !maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+			!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+			!apiequality.Semantic.DeepEqual(o.GetOwnerReferences(), n.GetOwnerReferences()) ||
+			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil)
+	}}
 }
 
 // leaseChanged passes lease creations and deletions, and updates that change the holder or the

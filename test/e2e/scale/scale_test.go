@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/fencing"
@@ -59,6 +61,8 @@ func BenchmarkScale(b *testing.B) {
 	if err := cluster.CheckBinaries(binDir); err != nil {
 		b.Skip(err)
 	}
+	// The renewers' fencing.Holder logs through controller-runtime's logger; quiet, as in the suites.
+	logf.SetLogger(logr.Discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 170*time.Minute)
 	defer cancel()
 	n := *volumes
