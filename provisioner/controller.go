@@ -83,6 +83,8 @@ type Options struct {
 	LeaderElect           bool
 	MetricsAddr           string
 	HealthAddr            string
+	// PprofAddr serves net/http/pprof ("0", the default, disables it).
+	PprofAddr string
 	// CSIEndpoint, when set, serves the CSI identity and controller services there, for the
 	// sidecars (external-provisioner, -resizer, csi-snapshotter) in the controller's pod.
 	CSIEndpoint string
@@ -110,6 +112,7 @@ func NewOptions() *Options {
 		LeaderElect:           true,
 		MetricsAddr:           ":8080",
 		HealthAddr:            ":8081",
+		PprofAddr:             "0",
 	}
 }
 
@@ -132,6 +135,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "address of /debug/pprof, for profiling memory and CPU (\"0\" disables; keep it on localhost or behind a port-forward)")
 	fs.StringVar(&o.CSIEndpoint, "csi-endpoint", o.CSIEndpoint, "serve the CSI controller service of "+swv1.CSIDriverName+" on this unix:///path socket (empty: off)")
 }
 
@@ -219,6 +223,7 @@ func Run(ctx context.Context, opts *Options) error {
 		Logger:                        log.FromContext(ctx),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.HealthAddr,
+		PprofBindAddress:              opts.PprofAddr,
 		LeaderElection:                opts.LeaderElect,
 		LeaderElectionID:              "sharewarden-controller",
 		LeaderElectionNamespace:       leNS,
@@ -455,24 +460,28 @@ func podClaimNames(o client.Object) []string {
 }
 
 // slimPod keeps only what the controller reads of a pod, so that caching every pod in a large
-// cluster stays cheap.
+// cluster stays cheap: its metadata, node, claim volumes and phase, and for ShareWarden's own
+// server pods also their annotations (the spec hash a roll compares, the client allowlist) and
+// conditions (Ready). A server pod's containers, probes and container statuses are what the
+// controller built; it compares the spec hash, never the spec, and patches (never updates)
+// pods, so what it drops here is never written back.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	if p.Labels[swv1.LabelManagedBy] == swv1.ManagedByController {
-		p.ManagedFields = nil
-		return p, nil
-	}
 	slim := &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
-		ObjectMeta: *p.ObjectMeta.DeepCopy(),
+		ObjectMeta: p.ObjectMeta,
 		Spec:       corev1.PodSpec{NodeName: p.Spec.NodeName},
 		Status:     corev1.PodStatus{Phase: p.Status.Phase},
 	}
 	slim.ManagedFields = nil
-	slim.Annotations = nil
+	if p.Labels[swv1.LabelManagedBy] == swv1.ManagedByController {
+		slim.Status.Conditions = p.Status.Conditions
+	} else {
+		slim.Annotations = nil
+	}
 	for _, v := range p.Spec.Volumes {
 		switch {
 		case v.PersistentVolumeClaim != nil:

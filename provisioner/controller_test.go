@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -72,5 +73,58 @@ func TestViewChangedIgnoresStatusWrites(t *testing.T) {
 	}
 	if !p.Create(event.CreateEvent{Object: base()}) || !p.Delete(event.DeleteEvent{Object: base()}) {
 		t.Error("creations and deletions must pass")
+	}
+}
+
+func TestSlimPod(t *testing.T) {
+	pod := func(labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: labels,
+				Annotations:   map[string]string{AnnotationServerSpecHash: "h1", "big": "x"},
+				ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+			Spec: corev1.PodSpec{NodeName: "n1",
+				Containers: []corev1.Container{{Name: "c", Image: "img", Args: []string{"serve"}}},
+				Volumes: []corev1.Volume{
+					{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "claim"}}},
+					{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+				}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.0.0.1",
+				Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "c", Ready: true}}},
+		}
+	}
+	server := map[string]string{swv1.LabelManagedBy: swv1.ManagedByController}
+	for _, tc := range []struct {
+		name            string
+		labels          map[string]string
+		wantAnnotations bool
+		wantConditions  bool
+	}{
+		{"server pod", server, true, true},
+		{"consumer pod", map[string]string{"app": "web"}, false, false},
+	} {
+		out, err := slimPod(pod(tc.labels))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := out.(*corev1.Pod)
+		if got.Name != "p" || got.Namespace != "ns" || got.Spec.NodeName != "n1" || got.Status.Phase != corev1.PodRunning {
+			t.Errorf("%s: lost identity, node or phase: %+v", tc.name, got)
+		}
+		if got.ManagedFields != nil || got.Spec.Containers != nil || got.Status.ContainerStatuses != nil || got.Status.PodIP != "" {
+			t.Errorf("%s: kept what the controller never reads: %+v", tc.name, got)
+		}
+		if names := swv1.PodClaimNames(got); len(names) != 1 || names[0] != "claim" {
+			t.Errorf("%s: claim volumes %v, want [claim]", tc.name, names)
+		}
+		if has := got.Annotations[AnnotationServerSpecHash] == "h1"; has != tc.wantAnnotations {
+			t.Errorf("%s: spec hash annotation kept %v, want %v", tc.name, has, tc.wantAnnotations)
+		}
+		if has := len(got.Status.Conditions) == 1; has != tc.wantConditions {
+			t.Errorf("%s: conditions kept %v, want %v", tc.name, has, tc.wantConditions)
+		}
+	}
+	if out, err := slimPod("not a pod"); err != nil || out != "not a pod" {
+		t.Errorf("a non-pod: %v %v", out, err)
 	}
 }

@@ -52,5 +52,7 @@ func runRole(cmd *cobra.Command, name string, validate func() error, run func(co
 	if err := validate(); err != nil {
 		return err
 	}
-	return run(logf.IntoContext(cmd.Context(), ctrl.Log.WithName(name)))
+	logger := ctrl.Log.WithName(name)
+	setMemoryLimit(logger)
+	return run(logf.IntoContext(cmd.Context(), logger))
 }
