@@ -252,6 +252,14 @@ func startRenewers(ctx context.Context, b *testing.B, cs kubernetes.Interface, n
 	}
 	r := &renewers{}
 	for i := range pods.Items {
+		// Servers start a few hundred at a time, as a rolling start would: 5,000 Lease creates at
+		// once starve the plane long enough for the controller to lose its own leader Lease
+		// (it then exits, as it must, and its pod would restart).
+		if i > 0 && i%250 == 0 {
+			waitFor(ctx, b, 5*time.Minute, "a wave of Leases held", func() (bool, string) {
+				return r.held.Load() >= int64(i), fmt.Sprintf("%d of %d held", r.held.Load(), i)
+			})
+		}
 		pod := &pods.Items[i]
 		h, err := fencing.NewHolder(fencing.HolderOptions{
 			Enabled: true, Options: kubeclient.NewOptions(5, 10), Namespace: pod.Namespace, Identity: fencing.Identity(pod),
