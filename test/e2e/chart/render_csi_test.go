@@ -223,7 +223,7 @@ func TestTemplateCSIControllerSidecars(t *testing.T) {
 		t.Errorf("controller args %v", container(t, spec, "controller").Args)
 	}
 	prov := container(t, spec, "csi-provisioner")
-	for _, want := range []string{"--extra-create-metadata", "--volume-name-prefix=pvc", "--default-fstype=", "--timeout=120s", "--worker-threads=10", "--http-endpoint=:8090"} {
+	for _, want := range []string{"--extra-create-metadata", "--volume-name-prefix=pvc", "--default-fstype=", "--timeout=120s", "--worker-threads=100", "--kube-api-qps=50", "--kube-api-burst=100", "--http-endpoint=:8090"} {
 		if !hasArg(prov.Args, want) {
 			t.Errorf("csi-provisioner args %v lack %s", prov.Args, want)
 		}

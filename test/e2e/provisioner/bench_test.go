@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 	"github.com/sharewarden/sharewarden/mutators"
+	"github.com/sharewarden/sharewarden/provisioner"
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
 )
@@ -54,12 +56,50 @@ func BenchmarkProvision(b *testing.B) {
 		b.Fatal(err)
 	}
 	four := []cluster.NodeSpec{{Name: "b1", Zone: "a"}, {Name: "b2", Zone: "a"}, {Name: "b3", Zone: "b"}, {Name: "b4", Zone: "b"}}
-	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, workers, false) })
-	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, workers, false) })
+	legacy := make([]swRun, len(workers))
+	for i, w := range workers {
+		legacy[i] = swRun{label: fmt.Sprintf("w%d", w), workers: w}
+	}
+	// The CSI face as the chart ships it, beside the sidecar as chart 0.3 ran it.
+	csiRuns := []swRun{
+		{label: "csi-chart03", workers: workers[0], sidecar: &chart03Sidecar},
+		{label: "csi", workers: workers[0], sidecar: &chartSidecar},
+	}
+	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, legacy, false) })
+	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, legacy, false) })
+	b.Run("face=csi/limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, csiRuns, false) })
+	b.Run("face=csi/limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, csiRuns, false) })
 	b.Run("new-user-3-nodes", func(b *testing.B) {
-		benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, workers[:1], true)
+		benchProvision(b, cluster.ThreeNodesTwoZones(), false, []int{100}, legacy[:1], true)
 	})
 }
+
+// swRun is one ShareWarden batch's set-up: the controller's --workers and, for the CSI face,
+// the external-provisioner it runs behind (nil: the legacy in-tree provisioner's class).
+type swRun struct {
+	label   string
+	workers int
+	sidecar *sidecarSpec
+}
+
+// sidecarSpec is how external-provisioner runs in front of the controller's CSI endpoint.
+type sidecarSpec struct {
+	qps           float32
+	burst         int
+	workerThreads int
+}
+
+// chartSidecar is csi-provisioner as charts/sharewarden/values.yaml runs it
+// (csi.controller.provisioner: kubeAPIQPS, kubeAPIBurst, workerThreads); chart03Sidecar as
+// chart 0.3 did: upstream's 5/10 client limits and 10 worker threads.
+var (
+	chartSidecar   = sidecarSpec{qps: 50, burst: 100, workerThreads: 100}
+	chart03Sidecar = sidecarSpec{qps: 5, burst: 10, workerThreads: 10}
+)
+
+// csiBenchClass is the CSI face's managed class on the benchmark's plane, backed like the
+// legacy one by the local-PV class.
+const csiBenchClass = "sharewarden-csi"
 
 func parseCounts(name, s string) ([]int, error) {
 	var out []int
@@ -82,7 +122,7 @@ const raisedQPS, raisedBurst = 500, 1000
 // with a pod each. With unmarked, a first batch of ShareWarden claims is admitted as the
 // webhook did before it named the provisioner on them (see mutators.MutateClaim), for the
 // comparison on the same plane.
-func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, workers []int, unmarked bool) {
+func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes []int, runs []swRun, unmarked bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	work := b.TempDir()
@@ -113,8 +153,8 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	for _, n := range sizes {
 		total += n
 	}
-	// One ShareWarden batch per workers value, the plain batch, and the unmarked one.
-	batches := len(workers) + 1
+	// One ShareWarden batch per run, the plain batch, and the unmarked one.
+	batches := len(runs) + 1
 	if unmarked {
 		batches++
 	}
@@ -126,20 +166,50 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	if err != nil {
 		b.Fatal(err)
 	}
-	// startController starts the controller with w workers for the batch in namespace ns,
-	// logging to controller-<ns>.log, and waits until it has reconciled the earlier batches'
-	// existing volumes and is idle, so that a batch never shares the controller with a resync.
+	csiFace := slices.ContainsFunc(runs, func(r swRun) bool { return r.sidecar != nil })
+	if csiFace {
+		if err := c.InstallSnapshotCRDs(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := createCSIBenchClass(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// startController starts the controller for run r's batch in namespace ns, logging to
+	// controller-<ns>.log, and, for the CSI face, its external-provisioner; it waits until the
+	// controller has reconciled the earlier batches' existing volumes and is idle, so that a
+	// batch never shares the controller with a resync. stop ends both.
 	existing := 0
-	startController := func(w int, ns string) *fixture.ControllerProcess {
-		ctl, err := fixture.StartControllerProcess(c, bin, work, "controller-"+ns, append([]string{"--leader-elect=false", fmt.Sprintf("--workers=%d", w)}, ctlArgs...)...)
-		if err != nil {
+	startController := func(r swRun, ns string) (ctl *fixture.ControllerProcess, stop func()) {
+		args := append([]string{"--leader-elect=false", fmt.Sprintf("--workers=%d", r.workers)}, ctlArgs...)
+		sock := filepath.Join(work, "csi-"+ns+".sock")
+		if r.sidecar != nil {
+			args = append(args, "--csi-endpoint=unix://"+sock)
+		}
+		var err error
+		if ctl, err = fixture.StartControllerProcess(c, bin, work, "controller-"+ns, args...); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(ctl.Stop)
+		stop = ctl.Stop
+		if r.sidecar != nil {
+			ss, err := c.StartCSISidecars(ctx, cluster.SidecarConfig{
+				Name: ns, Endpoint: sock, Provisioner: true, QPS: r.sidecar.qps, Burst: r.sidecar.burst,
+				// The chart's flags (charts/sharewarden/templates/controller/deployment.yaml);
+				// --retry-interval-max back to upstream's 5m, which the chart keeps.
+				ProvisionerArgs: []string{"--extra-create-metadata", "--volume-name-prefix=pvc", "--default-fstype=",
+					"--timeout=120s", "--retry-interval-max=5m", fmt.Sprintf("--worker-threads=%d", r.sidecar.workerThreads)},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(ss.Stop)
+			stop = func() { ss.Stop(); ctl.Stop() }
+		}
 		if err := ctl.Settle(ctx, float64(existing), 2*time.Second, 10*time.Minute); err != nil {
 			b.Fatal(err)
 		}
-		return ctl
+		return ctl, stop
 	}
 
 	rc := c.RESTConfig()
@@ -151,9 +221,15 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 	}
 	tr := newTracker()
 	tr.watch(ctx, b, cs)
-	rwx, err := webhookClaim(ctx, cs)
+	rwx, err := webhookClaim(ctx, cs, fixture.ManagedClass)
 	if err != nil {
 		b.Fatal(err)
+	}
+	rwxCSI := rwx
+	if csiFace {
+		if rwxCSI, err = webhookClaim(ctx, cs, csiBenchClass); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	b.ResetTimer()
@@ -163,7 +239,7 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 			var old batch
 			if unmarked {
 				ns := fmt.Sprintf("sw-unmarked-%d", n)
-				ctl := startController(workers[0], ns)
+				_, stop := startController(runs[0], ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
@@ -175,32 +251,38 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 					return err
 				}, swSteps)
 				existing += n
-				ctl.Stop()
+				stop()
 				b.ReportMetric(old.rate, "sw-unmarked-claims/s"+at)
 				b.ReportMetric(old.perVolume("pv-controller"), "sw-unmarked-pvctl-writes/vol"+at)
 			}
-			sws := make([]batch, len(workers))
+			sws := make([]batch, len(runs))
 			var ctl *fixture.ControllerProcess
-			for j, w := range workers {
-				ns := fmt.Sprintf("sw-%d-w%d", n, w)
-				if ctl != nil {
-					ctl.Stop()
+			stop := func() {}
+			for j, r := range runs {
+				ns := fmt.Sprintf("sw-%d-%s", n, r.label)
+				stop()
+				ctl, stop = startController(r, ns)
+				mk := rwx
+				if r.sidecar != nil {
+					mk = rwxCSI
 				}
-				ctl = startController(w, ns)
 				if err := c.CreateNamespace(ctx, ns, nil); err != nil {
 					b.Fatal(err)
 				}
 				cpu0 := cluster.ProcessCPU(ctl.Pid())
 				sws[j] = runBatch(ctx, b, cs, tr, auditLog, ns, n, func(ctx context.Context, i int) error {
-					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, rwx(ns, claimName(i)), metav1.CreateOptions{})
+					_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, mk(ns, claimName(i)), metav1.CreateOptions{})
 					return err
 				}, swSteps)
 				existing += n
 				cpu := cluster.ProcessCPU(ctl.Pid()) - cpu0
-				wat := fmt.Sprintf("%s-w%d", at, w)
+				wat := at + "-" + r.label
 				b.ReportMetric(sws[j].rate, "sw-claims/s"+wat)
 				b.ReportMetric(sws[j].perVolume("pv-controller"), "sw-pvctl-writes/vol"+wat)
 				b.ReportMetric(sws[j].perVolume("sharewarden"), "sw-own-writes/vol"+wat)
+				if r.sidecar != nil {
+					b.ReportMetric(sws[j].perVolume("csi-provisioner"), "sw-csiprov-writes/vol"+wat)
+				}
 				b.ReportMetric(cpu.Seconds(), "ctl-cpu-s"+wat)
 				b.ReportMetric(ctl.PeakRSSMiB(), "ctl-peak-MiB"+wat)
 			}
@@ -219,21 +301,45 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes, 
 				return err
 			}, plainSteps)
 
-			ctl.Stop()
+			stop()
 			b.ReportMetric(plain.rate, "rwo-claims/s"+at)
 			b.ReportMetric(plain.perVolume("pv-controller"), "rwo-pvctl-writes/vol"+at)
 			if unmarked {
 				b.Logf("%d claims at once, limits %s: ShareWarden claims admitted without the provisioner annotation %.1f claims/s (ratio %.2f)\n%s",
 					n, limitsName(raised), old.rate, old.rate/plain.rate, old.report("ShareWarden RWX claim, unmarked"))
 			}
-			for j, w := range workers {
-				b.ReportMetric(sws[j].rate/plain.rate, fmt.Sprintf("ratio%s-w%d", at, w))
-				b.Logf("%d claims at once, limits %s, controller --workers=%d: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s",
-					n, limitsName(raised), w, sws[j].rate, plain.rate, sws[j].rate/plain.rate, sws[j].report("ShareWarden RWX claim"))
+			for j, r := range runs {
+				b.ReportMetric(sws[j].rate/plain.rate, fmt.Sprintf("ratio%s-%s", at, r.label))
+				b.Logf("%d claims at once, limits %s, %s: ShareWarden %.1f claims/s, plain RWO claim+pod %.1f/s, ratio %.2f\n%s",
+					n, limitsName(raised), r.describe(), sws[j].rate, plain.rate, sws[j].rate/plain.rate, sws[j].report("ShareWarden RWX claim"))
 			}
 			b.Logf("%d claims at once, limits %s: plain RWO claims\n%s", n, limitsName(raised), plain.report("plain RWO claim + pod"))
 		}
 	}
+}
+
+func (r swRun) describe() string {
+	if r.sidecar == nil {
+		return fmt.Sprintf("legacy provisioner, controller --workers=%d", r.workers)
+	}
+	return fmt.Sprintf("CSI face, controller --workers=%d, csi-provisioner --kube-api-qps=%g --kube-api-burst=%d --worker-threads=%d",
+		r.workers, r.sidecar.qps, r.sidecar.burst, r.sidecar.workerThreads)
+}
+
+// createCSIBenchClass makes the CSI face's managed class, backed by the local-PV class.
+func createCSIBenchClass(ctx context.Context, c *cluster.Cluster) error {
+	sc := &storagev1.StorageClass{
+		ObjectMeta:           metav1.ObjectMeta{Name: csiBenchClass},
+		Provisioner:          swv1.CSIDriverName,
+		Parameters:           map[string]string{swv1.ParameterBackingStorageClass: fixture.BackingClass, provisioner.ParamClientAllowlist: provisioner.ClientAllowlistOff},
+		ReclaimPolicy:        ptr.To(corev1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode:    ptr.To(storagev1.VolumeBindingImmediate),
+		AllowVolumeExpansion: ptr.To(true),
+	}
+	if _, err := c.Client().StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating class %s: %w", sc.Name, err)
+	}
+	return nil
 }
 
 func limitsName(raised bool) string {
@@ -258,9 +364,9 @@ rules:
 // webhookClaim returns a maker of RWX claims on the opted-in backing class as the admission
 // webhook admits them (mutators.MutateClaim with the plane's classes): the benchmark does not
 // run the webhook itself, whose pod markers need the scheduler extender.
-func webhookClaim(ctx context.Context, cs kubernetes.Interface) (func(ns, name string) *corev1.PersistentVolumeClaim, error) {
-	facts := mutators.ClaimFacts{ManagedClass: fixture.ManagedClass, Classes: map[string]*storagev1.StorageClass{}}
-	for _, name := range []string{fixture.ManagedClass, fixture.BackingClass} {
+func webhookClaim(ctx context.Context, cs kubernetes.Interface, managed string) (func(ns, name string) *corev1.PersistentVolumeClaim, error) {
+	facts := mutators.ClaimFacts{ManagedClass: managed, Classes: map[string]*storagev1.StorageClass{}}
+	for _, name := range []string{managed, fixture.BackingClass} {
 		sc, err := cs.StorageV1().StorageClasses().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return nil, err
@@ -410,10 +516,15 @@ func (t *tracker) onPod(obj any) {
 }
 
 func (t *tracker) onPV(obj any) {
-	if p, ok := obj.(*corev1.PersistentVolume); ok {
-		if key, ok := ownerKey(p); ok {
-			t.mark(key, "pv-created", time.Now())
-		}
+	p, ok := obj.(*corev1.PersistentVolume)
+	if !ok {
+		return
+	}
+	if key, ok := ownerKey(p); ok {
+		t.mark(key, "pv-created", time.Now())
+	} else if p.Spec.CSI != nil && p.Spec.CSI.Driver == swv1.CSIDriverName && p.Spec.ClaimRef != nil {
+		// external-provisioner's PV, before the controller labels it.
+		t.mark(p.Spec.ClaimRef.Namespace+"/"+p.Spec.ClaimRef.Name, "pv-created", time.Now())
 	}
 }
 
@@ -642,6 +753,8 @@ func component(user, agent string) string {
 		return "kwok"
 	case strings.HasPrefix(agent, "sharewarden-controller"):
 		return "sharewarden"
+	case strings.HasPrefix(user, "sharewarden-test:") && strings.HasSuffix(user, "-csi-provisioner"):
+		return "csi-provisioner"
 	}
 	return ""
 }
