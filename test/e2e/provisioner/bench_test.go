@@ -417,7 +417,7 @@ var swSteps = []step{
 	{"backing-bound", "backing claim Bound", "kube-scheduler PreBind + PV controller"},
 	{"server-scheduled", "server pod scheduled", "kube-scheduler PreBind poll + bind"},
 	{"server-ready", "server pod Ready", "kwok"},
-	{"pv-created", "PV created", "ShareWarden"},
+	{"pv-created", "PV created", "ShareWarden (CSI: its CreateVolume, csi-provisioner's create)"},
 	{"bound", "claim Bound", "PV controller"},
 }
 
