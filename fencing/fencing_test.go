@@ -3,6 +3,7 @@ package fencing
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -133,19 +136,94 @@ func TestHolderOptionsValidate(t *testing.T) {
 	}
 }
 
-func newHolder(t *testing.T, cs *fake.Clientset, identity string) *Holder {
+// The holders of these tests renew every R and stop D - M after their last renewal sent.
+const (
+	testRenew  = 200 * time.Millisecond
+	testBudget = 2*time.Second - 500*time.Millisecond
+)
+
+// testClock is a fake clock that counts what a holder asks of it, so that a test moves time
+// only once the holder waits for it: acquire's retries (After) and keep's deadline moves
+// (Reset), which come once a successful renewal was taken into account.
+type testClock struct {
+	*testingclock.FakeClock
+	afters, resets atomic.Int64
+}
+
+func (c *testClock) After(d time.Duration) <-chan time.Time {
+	ch := c.FakeClock.After(d)
+	c.afters.Add(1)
+	return ch
+}
+
+func (c *testClock) NewTimer(d time.Duration) clock.Timer {
+	return &countedTimer{Timer: c.FakeClock.NewTimer(d), resets: &c.resets}
+}
+
+type countedTimer struct {
+	clock.Timer
+	resets *atomic.Int64
+}
+
+func (t *countedTimer) Reset(d time.Duration) bool {
+	active := t.Timer.Reset(d)
+	t.resets.Add(1)
+	return active
+}
+
+// newHolder returns a holder of lease sw/sw-vol (D 2s, R 200ms, M 500ms) on a fake clock
+// set to t0.
+func newHolder(t *testing.T, cs *fake.Clientset, identity string) (*Holder, *testClock) {
 	t.Helper()
 	h, err := NewHolder(HolderOptions{Enabled: true, Namespace: "sw", Identity: identity,
-		Duration: 2 * time.Second, RenewInterval: 200 * time.Millisecond, SafetyMargin: 500 * time.Millisecond,
+		Duration: 2 * time.Second, RenewInterval: testRenew, SafetyMargin: 500 * time.Millisecond,
 		Labels: map[string]string{"a": "b"}}, cs.CoordinationV1(), "vol")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return h
+	c := &testClock{FakeClock: testingclock.NewFakeClock(t0)}
+	h.clock = c
+	return h, c
+}
+
+// eventually waits (in real time) until cond holds: until the holder's goroutines have done
+// what the test's last step of the fake clock let them do.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// waitKeeping waits until keep has armed its deadline and its renewal ticker.
+func waitKeeping(t *testing.T, c *testClock) {
+	t.Helper()
+	eventually(t, "the renewal loop's timer and ticker", func() bool { return c.Waiters() == 2 })
+}
+
+// renewOnce steps c to the next renewal and waits until it moved the deadline: the nth
+// successful renewal since the holder started serving.
+func renewOnce(t *testing.T, c *testClock, n int) {
+	t.Helper()
+	c.Step(testRenew)
+	eventually(t, fmt.Sprintf("renewal %d taken into account", n), func() bool { return c.resets.Load() == int64(n) })
+}
+
+// getLease reads lease sw/sw-vol.
+func getLease(t *testing.T, cs *fake.Clientset) *coordinationv1.Lease {
+	t.Helper()
+	l, err := cs.CoordinationV1().Leases("sw").Get(context.Background(), "sw-vol", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // TestHolderServesOnlyWhileRenewing: a holder takes a free lease, keeps it while renewals
-// succeed, and ends its serving context once renewals fail for D - M.
+// succeed, each moving its deadline, and ends its serving context exactly D - M after the last
+// renewal it sent once renewals fail.
 func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	cs := fake.NewClientset()
 	// The cut is armed later; the reactor is installed now, before the holder's goroutine
@@ -157,7 +235,7 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	h := newHolder(t, cs, "p_1")
+	h, c := newHolder(t, cs, "p_1")
 	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -165,34 +243,50 @@ func TestHolderServesOnlyWhileRenewing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := cs.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{})
-	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != "p_1" || l.Labels["a"] != "b" || l.Labels["sharewarden.io/volume"] != "vol" {
-		t.Fatalf("lease after acquire: %+v, %v", l, err)
+	l := getLease(t, cs)
+	if ptr.Deref(l.Spec.HolderIdentity, "") != "p_1" || l.Labels["a"] != "b" || l.Labels["sharewarden.io/volume"] != "vol" || !l.Spec.RenewTime.Time.Equal(t0) {
+		t.Fatalf("lease after acquire: %+v", l)
 	}
-	time.Sleep(700 * time.Millisecond) // several renewals, all successful
-	if serving.Err() != nil {
-		t.Fatalf("stopped serving while renewals succeed: %v", context.Cause(serving))
+	waitKeeping(t, c)
+	// Ten renewals span 2s, past the first deadline (D - M = 1.5s): each successful one
+	// moved it.
+	const renewals = 10
+	for i := 1; i <= renewals; i++ {
+		renewOnce(t, c, i)
+		if l := getLease(t, cs); !l.Spec.RenewTime.Time.Equal(c.Now()) {
+			t.Fatalf("renewal %d: renewTime %s, want %s", i, l.Spec.RenewTime, c.Now())
+		}
+		if serving.Err() != nil {
+			t.Fatalf("stopped serving after %d successful renewals: %v", i, context.Cause(serving))
+		}
 	}
-	if histogramCount(t, h.Metrics.renewals) == 0 {
-		t.Error("successful renewals were not timed")
+	if n := histogramCount(t, h.Metrics.renewals); n != renewals {
+		t.Errorf("%d renewals timed, want %d", n, renewals)
 	}
 	if f := testutil.ToFloat64(h.Metrics.failures); f != 0 {
 		t.Errorf("%v renewal failures while the apiserver answers", f)
 	}
-	// The apiserver becomes unreachable.
+
+	// The apiserver becomes unreachable: renewals fail, and none moves the deadline.
 	unreachable.Store(true)
-	cut := time.Now()
+	lastSent := c.Now()
+	c.Step(testRenew)
+	eventually(t, "a failed renewal counted", func() bool { return testutil.ToFloat64(h.Metrics.failures) == 1 })
+	c.Step(testBudget - testRenew - time.Millisecond)
+	if serving.Err() != nil {
+		t.Fatalf("stopped serving %s after the last renewal sent, before D - M: %v", c.Since(lastSent), context.Cause(serving))
+	}
+	c.Step(time.Millisecond)
 	select {
 	case <-serving.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("still serving 5s after renewals started failing")
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still serving %s after the last renewal sent (D - M = %s)", c.Since(lastSent), testBudget)
 	}
-	if !errors.Is(context.Cause(serving), ErrLeaseLost) {
-		t.Errorf("cause %v, want ErrLeaseLost", context.Cause(serving))
+	if c := context.Cause(serving); !errors.Is(c, ErrLeaseLost) || !strings.Contains(c.Error(), "1.5s") {
+		t.Errorf("cause %v, want ErrLeaseLost after 1.5s", c)
 	}
-	t.Logf("stopped %s after the cut (budget D-M = 1.5s from the last renewal sent)", time.Since(cut))
-	if f := testutil.ToFloat64(h.Metrics.failures); f == 0 {
-		t.Error("renewals failed until the lease was lost, but no failure was counted")
+	if got := c.resets.Load(); got != renewals {
+		t.Errorf("the deadline moved %d times, want %d: a failed renewal moved it", got, renewals)
 	}
 }
 
@@ -212,15 +306,42 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", ResourceVersion: "1"},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("old_1"), LeaseDurationSeconds: ptr.To[int32](2)},
 	})
-	h := newHolder(t, cs, "new_2")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	h, c := newHolder(t, cs, "new_2")
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
-	if _, err := h.Gate(ctx); err != nil {
-		t.Fatal(err)
+	gated := make(chan error, 1)
+	go func() {
+		_, err := h.Gate(ctx)
+		gated <- err
+	}()
+	// Step R whenever the holder waits to retry, until it holds the lease.
+	var waited time.Duration
+	for done, deadline := false, time.Now().Add(10*time.Second); !done; {
+		select {
+		case err := <-gated:
+			if err != nil {
+				t.Fatal(err)
+			}
+			done = true
+		default:
+			switch {
+			case time.Now().After(deadline):
+				t.Fatalf("lease not taken after %s of fake time", waited)
+			case c.afters.Load() == int64(waited/testRenew)+1:
+				c.Step(testRenew)
+				waited += testRenew
+			default:
+				time.Sleep(time.Millisecond)
+			}
+		}
 	}
-	if waited := time.Since(start); waited < 2*time.Second {
-		t.Errorf("took a live-looking lease after %s, before its 2s duration", waited)
+	if waited != 2*time.Second {
+		t.Errorf("took a lease held by another after it stayed unchanged %s, want its 2s duration", waited)
+	}
+	l := getLease(t, cs)
+	if ptr.Deref(l.Spec.HolderIdentity, "") != "new_2" || !l.Spec.AcquireTime.Time.Equal(t0.Add(2*time.Second)) || ptr.Deref(l.Spec.LeaseTransitions, 0) != 1 {
+		t.Errorf("lease after the takeover: holder %q acquired %s, %d transitions; want new_2 at t0+2s, 1",
+			ptr.Deref(l.Spec.HolderIdentity, ""), l.Spec.AcquireTime, ptr.Deref(l.Spec.LeaseTransitions, 0))
 	}
 
 	// Released (as the Fencer does): taken at once.
@@ -228,21 +349,20 @@ func TestHolderWaitsForAnotherHolder(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-vol", Annotations: map[string]string{swv1.AnnotationFencedHolder: "old_1"}},
 		Spec:       coordinationv1.LeaseSpec{LeaseDurationSeconds: ptr.To[int32](2)},
 	})
-	h2 := newHolder(t, cs2, "new_3")
-	start = time.Now()
+	h2, c2 := newHolder(t, cs2, "new_3")
 	if _, err := h2.Gate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if waited := time.Since(start); waited >= 2*time.Second {
-		t.Errorf("waited out the lease duration (%s) for a lease the Fencer had released", waited)
+	if n := c2.afters.Load(); n != 0 {
+		t.Errorf("waited %d times for a lease the Fencer had released", n)
 	}
-	l, _ := cs2.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{})
-	if _, ok := l.Annotations[swv1.AnnotationFencedHolder]; ok {
+	if _, ok := getLease(t, cs2).Annotations[swv1.AnnotationFencedHolder]; ok {
 		t.Error("the new holder left the fencing annotations on the lease")
 	}
 }
 
-// TestHolderLosesToATakeover: when someone else holds the lease at renewal, serving ends at once.
+// TestHolderLosesToATakeover: when someone else holds the lease at renewal, serving ends at
+// once, long before the deadline.
 func TestHolderLosesToATakeover(t *testing.T) {
 	cs := fake.NewClientset()
 	// The takeover's reactors are in place before the holder runs (the fake's reactor chain
@@ -260,7 +380,7 @@ func TestHolderLosesToATakeover(t *testing.T) {
 		}
 		return true, lease("other_9", 2), nil
 	})
-	h := newHolder(t, cs, "p_1")
+	h, c := newHolder(t, cs, "p_1")
 	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -268,22 +388,27 @@ func TestHolderLosesToATakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitKeeping(t, c)
 	takenOver.Store(true)
+	c.Step(testRenew) // one renewal, D - M still 1.3s away
 	select {
 	case <-serving.Done():
-	case <-time.After(3 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("kept serving after another holder took the lease")
 	}
 	if c := context.Cause(serving); !errors.Is(c, ErrLeaseLost) || !strings.Contains(c.Error(), "other_9") {
 		t.Errorf("cause %v", c)
 	}
+	if f := testutil.ToFloat64(h.Metrics.failures); f != 1 {
+		t.Errorf("%v renewal failures counted, want the one that found the takeover", f)
+	}
 }
 
 // TestHolderRetakesADeletedLease: a lease deleted under a live holder is created again by it,
-// and the holder keeps serving; a second holder then waits as for any held lease.
+// and the holder keeps serving and renewing the new lease.
 func TestHolderRetakesADeletedLease(t *testing.T) {
 	cs := fake.NewClientset()
-	h := newHolder(t, cs, "p_1")
+	h, c := newHolder(t, cs, "p_1")
 	h.Metrics = NewHolderMetrics(prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -291,23 +416,27 @@ func TestHolderRetakesADeletedLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitKeeping(t, c)
 	if err := cs.CoordinationV1().Leases("sw").Delete(ctx, "sw-vol", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var l *coordinationv1.Lease
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if l, err = cs.CoordinationV1().Leases("sw").Get(ctx, "sw-vol", metav1.GetOptions{}); err == nil {
-			break
+	renewOnce(t, c, 1)
+	l := getLease(t, cs)
+	if ptr.Deref(l.Spec.HolderIdentity, "") != "p_1" || l.Labels["sharewarden.io/volume"] != "vol" || !l.Spec.RenewTime.Time.Equal(c.Now()) {
+		t.Fatalf("lease not retaken by its holder: %+v", l)
+	}
+	// Past D - M: renewals go on against the new lease.
+	for i := 2; i <= 12; i++ {
+		renewOnce(t, c, i)
+		if l := getLease(t, cs); !l.Spec.RenewTime.Time.Equal(c.Now()) {
+			t.Fatalf("renewal %d: renewTime %s, want %s", i, l.Spec.RenewTime, c.Now())
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	if err != nil || ptr.Deref(l.Spec.HolderIdentity, "") != "p_1" || l.Labels["sharewarden.io/volume"] != "vol" {
-		t.Fatalf("lease not retaken by its holder: %+v, %v", l, err)
-	}
-	time.Sleep(2 * time.Second) // past D - M: renewals go on against the new lease
 	if serving.Err() != nil {
 		t.Fatalf("stopped serving after the lease was deleted: %v", context.Cause(serving))
+	}
+	if f := testutil.ToFloat64(h.Metrics.failures); f != 0 {
+		t.Errorf("%v renewal failures counted for a recreated lease", f)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -114,7 +115,9 @@ type Holder struct {
 	leases coordclient.LeaseInterface
 	name   string
 	labels map[string]string
-	now    func() time.Time
+	// clock is where the holder reads the time and arms its timers: the real clock, or a fake
+	// one that tests step.
+	clock clock.WithTicker
 
 	mu    sync.Mutex
 	lease *coordinationv1.Lease // last version written or read
@@ -169,7 +172,7 @@ func NewHolder(opts HolderOptions, leases coordclient.LeasesGetter, volumeID str
 		leases: leases.Leases(opts.Namespace),
 		name:   LeaseName(volumeID),
 		labels: leaseLabels(opts.Labels, volumeID),
-		now:    time.Now,
+		clock:  clock.RealClock{},
 	}, nil
 }
 
@@ -250,10 +253,10 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 		case err != nil:
 		default:
 			if seen == nil || changed(seen, cur) {
-				seen, seenAt = cur, h.now()
+				seen, seenAt = cur, h.clock.Now()
 			}
 			holder := ptr.Deref(cur.Spec.HolderIdentity, "")
-			if holder == "" || holder == h.opts.Identity || h.now().Sub(seenAt) >= LeaseDuration(cur) {
+			if holder == "" || holder == h.opts.Identity || h.clock.Since(seenAt) >= LeaseDuration(cur) {
 				if sent, err = h.write(ctx, cur); err == nil {
 					return sent, nil
 				}
@@ -265,7 +268,7 @@ func (h *Holder) acquire(ctx context.Context) (time.Time, error) {
 		select {
 		case <-ctx.Done():
 			return time.Time{}, fmt.Errorf("waiting for the volume lease: %w", ctx.Err())
-		case <-time.After(h.opts.RenewInterval):
+		case <-h.clock.After(h.opts.RenewInterval):
 		}
 	}
 }
@@ -279,9 +282,9 @@ func changed(a, b *coordinationv1.Lease) bool {
 func (h *Holder) keep(ctx context.Context, cancel context.CancelCauseFunc, lastSent time.Time) {
 	logger := log.FromContext(ctx)
 	budget := h.opts.Duration - h.opts.SafetyMargin
-	deadline := time.NewTimer(budget - h.now().Sub(lastSent))
+	deadline := h.clock.NewTimer(budget - h.clock.Since(lastSent))
 	defer deadline.Stop()
-	renew := time.NewTicker(h.opts.RenewInterval)
+	renew := h.clock.NewTicker(h.opts.RenewInterval)
 	defer renew.Stop()
 	results := make(chan time.Time, 1)
 	inFlight := false
@@ -289,7 +292,7 @@ func (h *Holder) keep(ctx context.Context, cancel context.CancelCauseFunc, lastS
 		select {
 		case <-ctx.Done():
 			return
-		case <-deadline.C:
+		case <-deadline.C():
 			logger.Info("lease not renewed in time; stopping service", "budget", budget.String())
 			cancel(fmt.Errorf("%w: not renewed within %s", ErrLeaseLost, budget))
 			return
@@ -300,18 +303,18 @@ func (h *Holder) keep(ctx context.Context, cancel context.CancelCauseFunc, lastS
 			}
 			if sent.After(lastSent) {
 				lastSent = sent
-				deadline.Reset(budget - h.now().Sub(lastSent))
+				deadline.Reset(budget - h.clock.Since(lastSent))
 			}
-		case <-renew.C:
+		case <-renew.C():
 			if inFlight {
 				continue
 			}
 			inFlight = true
 			go func() {
-				start := time.Now()
-				sent, err := h.renew(ctx, budget-h.now().Sub(lastSent))
+				start := h.clock.Now()
+				sent, err := h.renew(ctx, budget-h.clock.Since(lastSent))
 				if ctx.Err() == nil {
-					h.Metrics.renewed(time.Since(start), err)
+					h.Metrics.renewed(h.clock.Since(start), err)
 				}
 				if errors.Is(err, ErrLeaseLost) {
 					logger.Info("lease taken by another holder; stopping service")
@@ -330,6 +333,8 @@ func (h *Holder) renew(ctx context.Context, timeout time.Duration) (time.Time, e
 	if timeout <= 0 {
 		return time.Time{}, errors.New("no time left")
 	}
+	// The request's own deadline is the wall clock's (the transport's): it only bounds the
+	// request, while keep's deadline on h.clock is what stops serving.
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h.mu.Lock()
@@ -368,7 +373,7 @@ func (h *Holder) get(ctx context.Context) (*coordinationv1.Lease, error) {
 // write creates (cur nil) or updates the lease as held by us; the update carries cur's
 // resourceVersion, so it fails if anyone wrote in between. It returns when it was sent.
 func (h *Holder) write(ctx context.Context, cur *coordinationv1.Lease) (time.Time, error) {
-	sent := h.now()
+	sent := h.clock.Now()
 	now := metav1.NewMicroTime(sent)
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: h.name, Namespace: h.opts.Namespace, Labels: h.labels}}
 	if cur != nil {

@@ -2,12 +2,13 @@ package provisioner
 
 import (
 	"context"
-	"time"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/report"
 )
 
 // Phases lists every SharedVolume phase, the values of sharewarden_volume_phase's phase label.
@@ -19,20 +20,18 @@ var Phases = []swv1.Phase{swv1.PhasePending, swv1.PhaseProvisioning, swv1.PhaseR
 // consumers, failovers and fenced nodes. Only the leader exports them, so that a second
 // replica does not double every series.
 type VolumeCollector struct {
+	*report.LeaderCollector
 	reader client.Reader
-	// elected is closed once this replica leads (ctrl.Manager.Elected).
-	elected <-chan struct{}
 
 	info, phase, consumers, failovers, fencedNodes *prometheus.Desc
-	errors                                         prometheus.Counter
 }
 
-// NewVolumeCollector returns a collector over reader's SharedVolumes; register it with
-// report.Register.
+// NewVolumeCollector returns a collector over reader's SharedVolumes, exporting them once
+// elected is closed (ctrl.Manager.Elected); register it with report.Register.
 func NewVolumeCollector(reader client.Reader, elected <-chan struct{}) *VolumeCollector {
 	labels := []string{swv1.MetricLabelVolume, swv1.MetricLabelClaimNamespace, swv1.MetricLabelClaimName}
-	return &VolumeCollector{
-		reader: reader, elected: elected,
+	c := &VolumeCollector{
+		reader: reader,
 		info: prometheus.NewDesc("sharewarden_volume_info",
 			"Where a volume is served: its server's node and pod, the Service IP clients mount, and the backing storage class; always 1.",
 			append(labels, "server_node", "server_pod", "service_ip", "backing_storage_class"), nil),
@@ -45,41 +44,25 @@ func NewVolumeCollector(reader client.Reader, elected <-chan struct{}) *VolumeCo
 			"Failovers of the volume, completed and running (status.failoverCount).", labels, nil),
 		fencedNodes: prometheus.NewDesc("sharewarden_volume_fenced_nodes",
 			"Nodes the volume's servers were fenced off that are not unfenced yet (status.fencedNodes).", labels, nil),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sharewarden_volume_collect_errors_total",
-			Help: "Scrapes whose SharedVolumes could not be listed from the cache; the sharewarden_volume_* series are missing from them.",
-		}),
 	}
+	c.LeaderCollector = report.NewLeaderCollector(elected, prometheus.CounterOpts{
+		Name: "sharewarden_volume_collect_errors_total",
+		Help: "Scrapes whose SharedVolumes could not be listed from the cache; the sharewarden_volume_* series are missing from them.",
+	}, c.collect, c.info, c.phase, c.consumers, c.failovers, c.fencedNodes)
+	return c
 }
 
-// Describe implements prometheus.Collector.
-func (c *VolumeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.info, c.phase, c.consumers, c.failovers, c.fencedNodes} {
-		ch <- d
-	}
-	c.errors.Describe(ch)
-}
-
-// Collect implements prometheus.Collector.
-func (c *VolumeCollector) Collect(ch chan<- prometheus.Metric) {
-	defer c.errors.Collect(ch)
-	select {
-	case <-c.elected:
-	default:
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+func (c *VolumeCollector) collect(ctx context.Context, emit func(prometheus.Metric)) error {
 	list := &swv1.SharedVolumeList{}
 	if err := c.reader.List(ctx, list); err != nil {
-		c.errors.Inc()
-		return
+		return fmt.Errorf("listing SharedVolumes: %w", err)
 	}
 	for i := range list.Items {
 		for _, m := range c.metricsOf(&list.Items[i]) {
-			ch <- m
+			emit(m)
 		}
 	}
+	return nil
 }
 
 // metricsOf are one SharedVolume's series.

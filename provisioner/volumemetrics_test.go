@@ -106,7 +106,7 @@ sharewarden_volume_info{backing_storage_class="local",claim_name="data",claim_na
 	if n := testutil.CollectAndCount(bcol, "sharewarden_volume_phase"); n != 0 {
 		t.Errorf("%d phase series from a failed list", n)
 	}
-	if got := testutil.ToFloat64(bcol.errors); got != 1 {
+	if got := bcol.Errors(); got != 1 {
 		t.Errorf("collect errors %v, want 1", got)
 	}
 }
