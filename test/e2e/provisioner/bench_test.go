@@ -36,7 +36,8 @@ import (
 
 var (
 	benchClaims  = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
-	benchWorkers = flag.String("provision.workers", "4,16", "BenchmarkProvision: the controller's --workers for its ShareWarden batches, one batch per value on the same plane (4 is the shipped default)")
+	benchChart03 = flag.Bool("provision.chart03", true, "BenchmarkProvision's face=csi planes: also run a batch behind csi-provisioner as chart 0.3 ran it (5/10 client limits, 10 threads)")
+	benchWorkers = flag.String("provision.workers", "4,16", "BenchmarkProvision: the controller's --workers for its ShareWarden batches, one batch per value on the same plane (4 is the shipped default; chart 0.3's CSI batch uses the first)")
 )
 
 // BenchmarkProvision measures a ShareWarden volume's path step by step and, on the same plane in
@@ -60,10 +61,18 @@ func BenchmarkProvision(b *testing.B) {
 	for i, w := range workers {
 		legacy[i] = swRun{label: fmt.Sprintf("w%d", w), workers: w}
 	}
-	// The CSI face as the chart ships it, beside the sidecar as chart 0.3 ran it.
-	csiRuns := []swRun{
-		{label: "csi-chart03", workers: workers[0], sidecar: &chart03Sidecar},
-		{label: "csi", workers: workers[0], sidecar: &chartSidecar},
+	// The CSI face as the chart ships it, once per workers value, beside the sidecar as chart
+	// 0.3 ran it.
+	var csiRuns []swRun
+	if *benchChart03 {
+		csiRuns = append(csiRuns, swRun{label: "csi-chart03", workers: workers[0], sidecar: &chart03Sidecar})
+	}
+	for i, w := range workers {
+		label := "csi"
+		if i > 0 {
+			label = fmt.Sprintf("csi-w%d", w)
+		}
+		csiRuns = append(csiRuns, swRun{label: label, workers: w, sidecar: &chartSidecar})
 	}
 	b.Run("limits=raised", func(b *testing.B) { benchProvision(b, four, true, sizes, legacy, false) })
 	b.Run("limits=default", func(b *testing.B) { benchProvision(b, four, false, sizes, legacy, false) })
