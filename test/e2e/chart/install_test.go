@@ -149,7 +149,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	// same rules, selectors, matchConditions, policies and timeouts.
 	registerWebhook := func(applied []*unstructured.Unstructured) {
 		t.Helper()
-		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, find(applied, "MutatingWebhookConfiguration", "sharewarden"))
+		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, fixture.FindObject(applied, "MutatingWebhookConfiguration", "sharewarden"))
 		for i := range mwc.Webhooks {
 			svc := mwc.Webhooks[i].ClientConfig.Service
 			mwc.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{

@@ -7,20 +7,12 @@
 package chart_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
 	"github.com/sharewarden/sharewarden/test/fixture"
@@ -67,18 +59,14 @@ func buildSharewarden(t *testing.T) string {
 	return bin
 }
 
+// pinnedHelm is the pinned helm, with its homes in the suite's work dir.
+func pinnedHelm() fixture.Helm {
+	return fixture.Helm{Bin: helmBin, Home: filepath.Join(workDir, "helm")}
+}
+
 // helm runs the pinned helm and returns its stdout; stderr is in the error.
 func helm(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, helmBin, args...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	// No user configuration, repositories or caches leak in.
-	cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+filepath.Join(workDir, "helm-config"),
-		"HELM_CACHE_HOME="+filepath.Join(workDir, "helm-cache"), "HELM_DATA_HOME="+filepath.Join(workDir, "helm-data"))
-	if err := cmd.Run(); err != nil {
-		return out.Bytes(), fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out.Bytes(), nil
+	return pinnedHelm().Run(ctx, args...)
 }
 
 // render runs helm template with the values files and --set flags, and returns the objects.
@@ -86,60 +74,21 @@ func render(t *testing.T, extra ...string) []*unstructured.Unstructured {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := helm(ctx, append([]string{"template", releaseName, chartDir, "--namespace", releaseNamespace}, extra...)...)
+	objs, err := pinnedHelm().Template(ctx, releaseName, chartDir, releaseNamespace, extra...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	objs, err := decode(out)
-	if err != nil {
-		t.Fatalf("decoding rendered chart: %v", err)
 	}
 	return objs
 }
 
-func decode(manifest []byte) ([]*unstructured.Unstructured, error) {
-	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(manifest), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			return out, nil
-		} else if err != nil {
-			return out, err
-		}
-		if len(obj.Object) > 0 {
-			out = append(out, obj)
-		}
-	}
-}
-
-// find returns the rendered object of kind and name, or nil.
-func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
-	for _, o := range objs {
-		if o.GetKind() == kind && o.GetName() == name {
-			return o
-		}
-	}
-	return nil
-}
-
+// mustFind returns the rendered object of kind and name, or fails the test.
 func mustFind(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
 	t.Helper()
-	o := find(objs, kind, name)
+	o := fixture.FindObject(objs, kind, name)
 	if o == nil {
 		t.Fatalf("rendered chart has no %s %s", kind, name)
 	}
 	return o
-}
-
-func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() == kind {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 // isHook tells whether an object is a helm hook (the `helm test` objects).

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 // TestTemplateCSIDriver: the CSIDriver object says how kubelet treats ShareWarden volumes; with
@@ -34,12 +35,12 @@ func TestTemplateCSIDriver(t *testing.T) {
 	}
 	off := render(t, "-f", ciValues("legacy-values.yaml"))
 	for _, kind := range []string{"CSIDriver", "DaemonSet", "VolumeSnapshotClass"} {
-		if got := ofKind(off, kind); len(got) != 0 {
+		if got := fixture.OfKind(off, kind); len(got) != 0 {
 			t.Errorf("csi.enabled=false renders a %s", kind)
 		}
 	}
 	for _, name := range []string{"sharewarden-csi-provisioner", "sharewarden-csi-resizer", "sharewarden-csi-snapshotter"} {
-		if find(off, "ClusterRole", name) != nil {
+		if fixture.FindObject(off, "ClusterRole", name) != nil {
 			t.Errorf("csi.enabled=false renders ClusterRole %s", name)
 		}
 	}
@@ -178,7 +179,7 @@ func TestTemplateCSINode(t *testing.T) {
 				t.Error("the node plugin mounts a service account token")
 			}
 			for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
-				for _, o := range ofKind(objs, kind) {
+				for _, o := range fixture.OfKind(objs, kind) {
 					for _, s := range convert[rbacv1.RoleBinding](t, o).Subjects {
 						if s.Name == spec.ServiceAccountName {
 							t.Errorf("%s %s binds the node plugin", kind, o.GetName())
@@ -351,7 +352,7 @@ func TestTemplateCSIRBAC(t *testing.T) {
 	}
 	// No secrets for anyone (no class names any), and without snapshots no snapshot rules.
 	for _, kind := range []string{"ClusterRole", "Role"} {
-		for _, o := range ofKind(objs, kind) {
+		for _, o := range fixture.OfKind(objs, kind) {
 			for _, r := range rules(convert[rbacv1.ClusterRole](t, o).Rules) {
 				if strings.HasPrefix(r, "/secrets:") {
 					t.Errorf("%s %s: %s", kind, o.GetName(), r)
@@ -360,7 +361,7 @@ func TestTemplateCSIRBAC(t *testing.T) {
 		}
 	}
 	off := render(t, "--set", "csi.snapshots.enabled=false")
-	if find(off, "ClusterRole", "sharewarden-csi-snapshotter") != nil || find(off, "VolumeSnapshotClass", "sharewarden-nfs") != nil {
+	if fixture.FindObject(off, "ClusterRole", "sharewarden-csi-snapshotter") != nil || fixture.FindObject(off, "VolumeSnapshotClass", "sharewarden-nfs") != nil {
 		t.Error("csi.snapshots.enabled=false renders the snapshotter's role or the VolumeSnapshotClass")
 	}
 	cluster, ns = ctlRules(off)
@@ -385,7 +386,7 @@ func TestTemplateCSIStorageClass(t *testing.T) {
 		t.Errorf("legacy class: provisioner %s, parameters %v", sc.Provisioner, sc.Parameters)
 	}
 	// The legacy class with CSI still on: the driver runs for CSI classes made by hand.
-	if find(legacy, "CSIDriver", swv1.CSIDriverName) == nil {
+	if fixture.FindObject(legacy, "CSIDriver", swv1.CSIDriverName) == nil {
 		t.Error("storageClass.provisioner=legacy turned the CSI driver off")
 	}
 }
@@ -400,7 +401,7 @@ func TestTemplateSnapshots(t *testing.T) {
 		t.Errorf("VolumeSnapshotClass %v", vsc.Object)
 	}
 	for _, kind := range []string{"Deployment", "ServiceAccount", "ClusterRole", "PodDisruptionBudget"} {
-		if find(objs, kind, "sharewarden-snapshot-controller") != nil {
+		if fixture.FindObject(objs, kind, "sharewarden-snapshot-controller") != nil {
 			t.Errorf("defaults render the snapshot-controller's %s", kind)
 		}
 	}
@@ -479,7 +480,7 @@ func TestSnapshotCRDs(t *testing.T) {
 			t.Errorf("%s is from %s, but snapshotController.image.tag is %s and csi.controller.snapshotter.image.tag %s", filepath.Base(f), v,
 				values.SnapshotController.Image.Tag, values.CSI.Controller.Snapshotter.Image.Tag)
 		}
-		objs, err := decode(b)
+		objs, err := fixture.DecodeManifest(b)
 		if err != nil || len(objs) != 1 || objs[0].GetKind() != "CustomResourceDefinition" {
 			t.Errorf("%s: %d objects, %v", f, len(objs), err)
 			continue

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
+	"github.com/sharewarden/sharewarden/test/fixture"
 	"github.com/sharewarden/sharewarden/test/webhookrun"
 	"github.com/sharewarden/sharewarden/webhook"
 )
@@ -62,11 +63,11 @@ func TestTemplateHardening(t *testing.T) {
 	for _, f := range ciFiles {
 		t.Run(f, func(t *testing.T) {
 			objs := render(t, "-f", ciValues(f))
-			deps := ofKind(objs, "Deployment")
+			deps := fixture.OfKind(objs, "Deployment")
 			if len(deps) < 2 {
 				t.Fatalf("only %d Deployments rendered", len(deps))
 			}
-			pdbs := ofKind(objs, "PodDisruptionBudget")
+			pdbs := fixture.OfKind(objs, "PodDisruptionBudget")
 			for _, o := range deps {
 				d := convert[appsv1.Deployment](t, o)
 				spec := d.Spec.Template.Spec
@@ -77,7 +78,7 @@ func TestTemplateHardening(t *testing.T) {
 				if spec.ServiceAccountName == "" || spec.ServiceAccountName == "default" {
 					t.Errorf("%s: runs as service account %q", d.Name, spec.ServiceAccountName)
 				}
-				if find(objs, "ServiceAccount", spec.ServiceAccountName) == nil {
+				if fixture.FindObject(objs, "ServiceAccount", spec.ServiceAccountName) == nil {
 					t.Errorf("%s: service account %s is not in the chart", d.Name, spec.ServiceAccountName)
 				}
 				for _, c := range spec.Containers {
@@ -164,7 +165,7 @@ func TestTemplateVariants(t *testing.T) {
 				t.Errorf("%s: CA bundle is not the generated CA", w.Name)
 			}
 		}
-		if find(objs, "Deployment", "sharewarden-scheduler") != nil || find(objs, "Certificate", "sharewarden-webhook") != nil {
+		if fixture.FindObject(objs, "Deployment", "sharewarden-scheduler") != nil || fixture.FindObject(objs, "Certificate", "sharewarden-webhook") != nil {
 			t.Error("defaults render a second scheduler or a cert-manager Certificate")
 		}
 	})
@@ -202,7 +203,7 @@ func TestTemplateVariants(t *testing.T) {
 		}
 		for _, r := range []string{"system:kube-scheduler", "system:volume-scheduler"} {
 			found := false
-			for _, o := range ofKind(objs, "ClusterRoleBinding") {
+			for _, o := range fixture.OfKind(objs, "ClusterRoleBinding") {
 				b := convert[rbacv1.ClusterRoleBinding](t, o)
 				found = found || (b.RoleRef.Name == r && b.Subjects[0].Name == "sharewarden-scheduler")
 			}
@@ -221,7 +222,7 @@ func TestTemplateVariants(t *testing.T) {
 			t.Errorf("issuer kind %q", k)
 		}
 		mustFind(t, objs, "Certificate", "sharewarden-extender")
-		if find(objs, "Secret", "sharewarden-webhook-tls") != nil || find(objs, "Secret", "sharewarden-extender-tls") != nil || find(objs, "Issuer", "sharewarden-ca") != nil {
+		if fixture.FindObject(objs, "Secret", "sharewarden-webhook-tls") != nil || fixture.FindObject(objs, "Secret", "sharewarden-extender-tls") != nil || fixture.FindObject(objs, "Issuer", "sharewarden-ca") != nil {
 			t.Error("with cert-manager and an issuer, the chart must not make its own Secrets or CA")
 		}
 		mwc := convert[admissionregistrationv1.MutatingWebhookConfiguration](t, mustFind(t, objs, "MutatingWebhookConfiguration", "sharewarden"))
@@ -249,7 +250,7 @@ func TestTemplateVariants(t *testing.T) {
 		if c.Image != "registry.example.com/sharewarden:v0.1.0" || c.ImagePullPolicy != corev1.PullAlways {
 			t.Errorf("image %s %s", c.Image, c.ImagePullPolicy)
 		}
-		if find(objs, "Deployment", "sharewarden-extender") != nil {
+		if fixture.FindObject(objs, "Deployment", "sharewarden-extender") != nil {
 			t.Error("extender rendered with extender.enabled=false")
 		}
 		sa := convert[corev1.ServiceAccount](t, mustFind(t, objs, "ServiceAccount", "sharewarden-nfs-server"))

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 type dashboard struct {
@@ -128,7 +130,7 @@ func TestDashboardConfigMap(t *testing.T) {
 	_, file := readDashboard(t)
 	objs := render(t, monitoringOn...)
 	var found bool
-	for _, cm := range ofKind(objs, "ConfigMap") {
+	for _, cm := range fixture.OfKind(objs, "ConfigMap") {
 		data, ok, _ := unstructuredString(cm.Object, "data", "sharewarden.json")
 		if !ok {
 			continue

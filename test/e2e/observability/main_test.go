@@ -11,9 +11,7 @@ package observability_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,9 +20,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/sharewarden/sharewarden/test/cluster"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 var (
@@ -47,7 +45,7 @@ func tool(t *testing.T, name, script string) string {
 	return bin
 }
 
-// run runs a tool and returns its stdout; stderr and stdout are in the error.
+// run runs a tool (promtool) in dir and returns its stdout; stderr and stdout are in the error.
 func run(t *testing.T, dir, bin string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -56,46 +54,30 @@ func run(t *testing.T, dir, bin string, args ...string) ([]byte, error) {
 	cmd.Dir = dir
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
-	work := t.TempDir()
-	cmd.Env = append(os.Environ(), "HELM_CONFIG_HOME="+filepath.Join(work, "config"),
-		"HELM_CACHE_HOME="+filepath.Join(work, "cache"), "HELM_DATA_HOME="+filepath.Join(work, "data"))
 	if err := cmd.Run(); err != nil {
 		return out.Bytes(), fmt.Errorf("%s %s: %w\n%s%s", filepath.Base(bin), strings.Join(args, " "), err, out.String(), stderr.String())
 	}
 	return out.Bytes(), nil
 }
 
+// pinnedHelm returns the pinned helm, with its homes in a temporary directory, or skips as tool
+// does.
+func pinnedHelm(t *testing.T) fixture.Helm {
+	t.Helper()
+	return fixture.Helm{Bin: tool(t, "helm", "hack/helm.sh"), Home: t.TempDir()}
+}
+
 // render runs helm template on the chart with extra flags and returns the objects.
 func render(t *testing.T, extra ...string) []*unstructured.Unstructured {
 	t.Helper()
-	helm := tool(t, "helm", "hack/helm.sh")
-	out, err := run(t, root, helm, append([]string{"template", "sharewarden", chartDir, "--namespace", "sharewarden-system"}, extra...)...)
+	h := pinnedHelm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	objs, err := h.Template(ctx, "sharewarden", chartDir, "sharewarden-system", extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		obj := &unstructured.Unstructured{}
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			return objs
-		} else if err != nil {
-			t.Fatalf("decoding rendered chart: %v", err)
-		}
-		if len(obj.Object) > 0 {
-			objs = append(objs, obj)
-		}
-	}
-}
-
-func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
-	var out []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() == kind {
-			out = append(out, o)
-		}
-	}
-	return out
+	return objs
 }
 
 // monitoringOn turns every monitoring object of the chart on.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sharewarden/sharewarden/provisioner"
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 // TestPodMonitors: one PodMonitor per component that serves /metrics, each selecting exactly
@@ -18,7 +19,7 @@ import (
 func TestPodMonitors(t *testing.T) {
 	objs := render(t, monitoringOn...)
 	pods := map[string]*corev1.PodTemplateSpec{}
-	for _, d := range ofKind(objs, "Deployment") {
+	for _, d := range fixture.OfKind(objs, "Deployment") {
 		var tmpl corev1.PodTemplateSpec
 		spec, _, _ := unstructured.NestedMap(d.Object, "spec", "template")
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(spec, &tmpl); err != nil {
@@ -33,7 +34,7 @@ func TestPodMonitors(t *testing.T) {
 	})
 	pods["sharewarden-nfs-server"] = &corev1.PodTemplateSpec{ObjectMeta: server.ObjectMeta, Spec: server.Spec}
 
-	monitors := ofKind(objs, "PodMonitor")
+	monitors := fixture.OfKind(objs, "PodMonitor")
 	if len(monitors) != 4 {
 		t.Fatalf("%d PodMonitors, want 4 (controller, webhook, extender, nfs-server)", len(monitors))
 	}

@@ -1,19 +1,23 @@
 package observability_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/sharewarden/sharewarden/test/fixture"
 )
 
 // rulesFile renders the chart's PrometheusRule with extra flags and returns its spec (the
 // rule groups, as a Prometheus rules file) and the alerts' expressions by name.
 func rulesFile(t *testing.T, extra ...string) ([]byte, map[string]string) {
 	t.Helper()
-	rules := ofKind(render(t, append([]string{"--set", "monitoring.rules.enabled=true"}, extra...)...), "PrometheusRule")
+	rules := fixture.OfKind(render(t, append([]string{"--set", "monitoring.rules.enabled=true"}, extra...)...), "PrometheusRule")
 	if len(rules) != 1 {
 		t.Fatalf("%d PrometheusRules rendered, want 1", len(rules))
 	}
@@ -114,8 +118,10 @@ func TestAlertThresholdsFollowValues(t *testing.T) {
 		}
 	}
 	// A bad value is refused by the schema, with the value's name.
-	helm := tool(t, "helm", "hack/helm.sh")
-	_, err := run(t, root, helm, "template", "sharewarden", chartDir, "--set", "monitoring.rules.exportFullPercent=150")
+	h := pinnedHelm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := h.Run(ctx, "template", "sharewarden", chartDir, "--set", "monitoring.rules.exportFullPercent=150")
 	if err == nil || !strings.Contains(err.Error(), "exportFullPercent") {
 		t.Errorf("exportFullPercent=150 not refused by name: %v", err)
 	}
