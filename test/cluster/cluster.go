@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -229,29 +228,6 @@ func (c *Cluster) pickPorts() error {
 	}
 	c.ports = ports{etcdClient: ps[0], etcdPeer: ps[1], apiserver: ps[2], kcm: ps[3], scheduler: ps[4]}
 	return nil
-}
-
-// FreePorts returns n distinct TCP ports free on 127.0.0.1 at the time of the call.
-func FreePorts(n int) ([]int, error) { return FreePortsOn("127.0.0.1", n) }
-
-// FreePortsOn returns n distinct TCP ports free on host (an IP address) at the time of the call.
-func FreePortsOn(host string, n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	out := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port on %s: %w", host, err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.BinDir, name) }
