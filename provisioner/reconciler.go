@@ -112,6 +112,8 @@ type Reconciler struct {
 	OnStep func(ctx context.Context, step Step, claim types.NamespacedName)
 	// rolls lets one volume's server roll at a time (see rollGate).
 	rolls rollGate
+	// holds lets a provisioning volume's progress wait for the rest of its burst (ProgressOnly).
+	holds progressHold
 }
 
 // problemRequeue is how soon a blocked volume is looked at again when no watch will tell.
@@ -190,6 +192,8 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		prevStatus = sv.Status
 	}
 	obs := Observation{}
+	// What this pass creates is told in one Event when it ends, however it ends.
+	defer func() { r.tellMade(claim, obs.made) }()
 	vol, problem, warnings, err := r.resolve(ctx, claim, prevStatus.StorageClass)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -252,7 +256,7 @@ func (r *Reconciler) provision(ctx context.Context, claim *corev1.PersistentVolu
 		}
 	}
 	obs.Access = &swv1.ClientAccess{Allowlist: vol.Params.ClientAllowlist, Clients: vol.AllowedClients}
-	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev, obs.LeaseExpired); err != nil || obs.Problem != nil {
+	if obs.ServerPod, obs.Problem, err = r.ensureServer(ctx, claim, vol, prev, &obs); err != nil || obs.Problem != nil {
 		return r.blocked(ctx, claim, sv, obs, prev, err)
 	}
 	if err := r.syncAllowedClients(ctx, obs.ServerPod, vol); err != nil {
@@ -569,7 +573,7 @@ func (r *Reconciler) ensureBackingClaim(ctx context.Context, claim *corev1.Persi
 		return nil, p, nil
 	}
 	if created {
-		r.event(claim, corev1.EventTypeNormal, ReasonBackingClaimCreated, "Provision",
+		obs.made.add(ReasonBackingClaimCreated,
 			fmt.Sprintf("created backing claim %s/%s (%s, class %s)", want.Namespace, want.Name, ptr.To(vol.requestedSize()).String(), vol.BackingClass))
 		r.step(ctx, StepBackingClaim, client.ObjectKeyFromObject(claim))
 		return want, nil, nil
@@ -614,8 +618,7 @@ func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.Persistent
 		return nil, p, err
 	}
 	if created {
-		r.event(claim, corev1.EventTypeNormal, ReasonServiceCreated, "Provision",
-			fmt.Sprintf("created service %s/%s at %s", want.Namespace, want.Name, want.Spec.ClusterIP))
+		obs.made.add(ReasonServiceCreated, fmt.Sprintf("created service %s/%s at %s", want.Namespace, want.Name, want.Spec.ClusterIP))
 		r.step(ctx, StepService, client.ObjectKeyFromObject(claim))
 		return want, nil, nil
 	}
@@ -641,7 +644,8 @@ func (r *Reconciler) ensureService(ctx context.Context, claim *corev1.Persistent
 // an older spec (another image or arguments) is rolled, one volume at a time (rollDecision,
 // rollGate): deleted gracefully, so its agent stops ganesha and releases the lease, and made
 // again on the same node, where the RWO disk is attached.
-func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus, failingOver bool) (*corev1.Pod, *Problem, error) {
+func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentVolumeClaim, vol Volume, prev swv1.SharedVolumeStatus, obs *Observation) (*corev1.Pod, *Problem, error) {
+	failingOver := obs.LeaseExpired
 	if !failingOver {
 		vol.PinNode = r.rolls.pin(vol.uid())
 	}
@@ -656,7 +660,7 @@ func (r *Reconciler) ensureServer(ctx context.Context, claim *corev1.PersistentV
 		return nil, p, nil
 	}
 	if created {
-		r.event(claim, corev1.EventTypeNormal, ReasonServerStarting, "Provision", fmt.Sprintf("starting NFS server pod %s/%s", want.Namespace, want.Name))
+		obs.made.add(ReasonServerStarting, fmt.Sprintf("starting NFS server pod %s/%s", want.Namespace, want.Name))
 		r.step(ctx, StepServerPod, client.ObjectKeyFromObject(claim))
 		return want, nil, nil
 	}
@@ -882,6 +886,14 @@ func (r *Reconciler) finish(ctx context.Context, claim *corev1.PersistentVolumeC
 	if apiequality.Semantic.DeepEqual(st, prev) {
 		return res, nil
 	}
+	if ProgressOnly(prev, st) {
+		if wait := r.holds.wait(sv.UID, r.now()); wait > 0 {
+			if res.RequeueAfter == 0 || wait < res.RequeueAfter {
+				res.RequeueAfter = wait
+			}
+			return res, nil
+		}
+	}
 	if st.Phase != prev.Phase {
 		log.FromContext(ctx).Info("volume phase changed", "from", prev.Phase, "to", st.Phase)
 		if st.Phase == swv1.PhaseReady && prev.Phase != swv1.PhaseReady {
@@ -899,7 +911,31 @@ func (r *Reconciler) finish(ctx context.Context, claim *corev1.PersistentVolumeC
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("updating SharedVolume status: %w", err)
 	}
+	r.holds.done(sv.UID)
 	return res, nil
+}
+
+// made is what one pass created. A new volume's first pass creates its backing claim, Service
+// and server pod, and one Event on the claim says so instead of three: Events are apiserver
+// writes like any other, and a burst of new claims makes every first pass at once. The Event's
+// reason is the furthest step the pass reached (ServerStarting on a first pass that went through;
+// ServiceCreated when only a lost Service was made again).
+type made struct {
+	reason string
+	what   []string
+}
+
+func (m *made) add(reason, what string) {
+	m.reason = reason
+	m.what = append(m.what, what)
+}
+
+// tellMade records the Event for what one pass created, if it created anything.
+func (r *Reconciler) tellMade(claim *corev1.PersistentVolumeClaim, m made) {
+	if len(m.what) == 0 {
+		return
+	}
+	r.event(claim, corev1.EventTypeNormal, m.reason, "Provision", strings.Join(m.what, "; "))
 }
 
 // event records an Event about regarding; a nil claim or PV (a volume whose claim is gone, a

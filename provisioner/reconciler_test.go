@@ -4,11 +4,13 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -160,11 +162,48 @@ func (e *env) provisionToReady() {
 	}
 }
 
+// TestFirstPassOneEvent: a new volume's first pass creates three objects and tells them in one
+// Event, named after the furthest step (each Event is an apiserver write).
+func TestFirstPassOneEvent(t *testing.T) {
+	e := newEnv(t)
+	e.reconcile()
+	ev := strings.Split(e.events(), "\n")
+	if len(ev) != 1 {
+		t.Fatalf("first pass told %d Events, want 1:\n%s", len(ev), strings.Join(ev, "\n"))
+	}
+	name := sysNS + "/" + swv1.ObjectName(e.uid)
+	for _, want := range []string{
+		"Normal " + ReasonServerStarting + " ",
+		"created backing claim " + name + " (",
+		"; created service " + name + " at ",
+		"; starting NFS server pod " + name,
+	} {
+		if !strings.Contains(ev[0], want) {
+			t.Errorf("first pass's Event %q lacks %q", ev[0], want)
+		}
+	}
+	// A later pass that makes only a lost Service again says just that, under its own reason.
+	svc := &corev1.Service{}
+	e.get(svc, sysNS, swv1.ObjectName(e.uid))
+	svc.Finalizers = nil
+	if err := e.c.Update(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(context.Background(), svc); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile()
+	got := e.events()
+	if !strings.HasPrefix(got, "Normal "+ReasonServiceCreated+" created service "+name) || strings.Contains(got, "\n") || strings.Contains(got, "backing claim") {
+		t.Errorf("pass recreating the Service told:\n%s", got)
+	}
+}
+
 func TestReconcileProvisionsAndIsIdempotent(t *testing.T) {
 	e := newEnv(t)
 	e.provisionToReady()
 	ev := e.events()
-	for _, reason := range []string{ReasonBackingClaimCreated, ReasonServiceCreated, ReasonServerStarting, ReasonServerReady, ReasonProvisioned} {
+	for _, reason := range []string{ReasonServerStarting, ReasonServerReady, ReasonProvisioned} {
 		if !strings.Contains(ev, reason) {
 			t.Errorf("no %s event; events:\n%s", reason, ev)
 		}
@@ -327,5 +366,66 @@ func TestReconcileIgnoresUnmanagedClaims(t *testing.T) {
 	e.reconcile()
 	if e.sv() != nil || e.get(&corev1.PersistentVolumeClaim{}, sysNS, swv1.ObjectName(e.uid)) {
 		t.Error("a claim on an unmanaged class was provisioned")
+	}
+}
+
+// TestProgressWaitsForItsBurst: a provisioning volume's progress is written once its burst is
+// over (ProgressHold), and the server becoming Ready at once.
+func TestProgressWaitsForItsBurst(t *testing.T) {
+	e := newEnv(t)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.r.Now = func() time.Time { return clock }
+	ctx := context.Background()
+	e.reconcile()
+	name := swv1.ObjectName(e.uid)
+	svc := &corev1.Service{}
+	e.get(svc, sysNS, name)
+	svc.Spec.ClusterIP = testServiceIP
+	if err := e.c.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile() // the Service's address: not progress only (Servable needs it), written
+	rv := e.sv().ResourceVersion
+
+	backing := &corev1.PersistentVolumeClaim{}
+	e.get(backing, sysNS, name)
+	backing.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, Capacity: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")}}
+	if err := e.c.Status().Update(ctx, backing); err != nil {
+		t.Fatal(err)
+	}
+	res := e.reconcile()
+	if got := e.sv(); got.ResourceVersion != rv {
+		t.Fatalf("the backing claim's binding was written at once: %+v", got.Status.Conditions)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > ProgressHold {
+		t.Fatalf("held progress requeued after %v, want (0, %v]", res.RequeueAfter, ProgressHold)
+	}
+	clock = clock.Add(ProgressHold / 2)
+	pod := &corev1.Pod{}
+	e.get(pod, sysNS, name)
+	pod.Spec.NodeName = "node-a1"
+	if err := e.c.Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.reconcile(); e.sv().ResourceVersion != rv || res.RequeueAfter != ProgressHold/2 {
+		t.Fatalf("scheduling within the hold: written %v, requeue %v; want held, requeue %v", e.sv().ResourceVersion != rv, res.RequeueAfter, ProgressHold/2)
+	}
+	clock = clock.Add(ProgressHold / 2)
+	e.reconcile()
+	sv := e.sv()
+	if sv.ResourceVersion == rv || !meta.IsStatusConditionTrue(sv.Status.Conditions, swv1.ConditionBackingBound) || sv.Status.Server.NodeName != "node-a1" {
+		t.Fatalf("after the hold, the burst is not written: %+v", sv.Status)
+	}
+	rv = sv.ResourceVersion
+
+	// The server's Readiness is what CreateVolume waits for: never held.
+	e.get(pod, sysNS, name)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+	if err := e.c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile()
+	if sv := e.sv(); sv.ResourceVersion == rv || !Servable(sv.Status) {
+		t.Fatalf("server Ready not written at once: %+v", sv.Status)
 	}
 }

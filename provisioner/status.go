@@ -1,13 +1,16 @@
 package provisioner
 
 import (
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	swv1 "github.com/sharewarden/sharewarden/api/v1alpha1"
 )
@@ -45,6 +48,8 @@ type Observation struct {
 	UnfencedNodes []string
 
 	leaseMissing bool
+	// made is what this pass created, for its one Event.
+	made made
 }
 
 // Problem is a reason provisioning is blocked. Fatal problems need a user to act (the claim or
@@ -253,4 +258,69 @@ func serverMessage(p *corev1.Pod) string {
 	default:
 		return "server pod " + p.Name + " on " + p.Spec.NodeName + " is " + string(p.Status.Phase)
 	}
+}
+
+// ProgressHold is how long a provisioning volume's status may lag its progress (ProgressOnly) so
+// that progress that comes in a burst is written once: the backing claim binding, the server pod
+// scheduled and its containers starting come within a second or two of each other, and each
+// would be a status write of its own. Phase changes, problems, warnings, fencing, and the server
+// becoming Ready (what CreateVolume waits for) are never held.
+const ProgressHold = 2 * time.Second
+
+// ProgressOnly tells whether st differs from prev only in a provisioning volume's progress: both
+// are Provisioning, Servable does not change, and what changed is only which objects exist,
+// where the server is, the backing claim's, server's and claim's conditions, and the consumer
+// count. Such a write may wait up to ProgressHold.
+func ProgressOnly(prev, st swv1.SharedVolumeStatus) bool {
+	if prev.Phase != swv1.PhaseProvisioning || st.Phase != swv1.PhaseProvisioning || Servable(prev) != Servable(st) {
+		return false
+	}
+	probe := *st.DeepCopy()
+	probe.BackingClaim, probe.Service, probe.ServiceIP, probe.VolumeName = prev.BackingClaim, prev.Service, prev.ServiceIP, prev.VolumeName
+	probe.Server, probe.ConsumerCount = prev.Server, prev.ConsumerCount
+	probe.Conditions = probe.Conditions[:0:0]
+	progress := []string{swv1.ConditionBackingBound, swv1.ConditionServerReady, swv1.ConditionBound}
+	for _, c := range st.Conditions {
+		if !slices.Contains(progress, c.Type) {
+			probe.Conditions = append(probe.Conditions, c)
+		}
+	}
+	kept := prev.Conditions[:0:0]
+	for _, c := range prev.Conditions {
+		if !slices.Contains(progress, c.Type) {
+			kept = append(kept, c)
+		}
+	}
+	base := prev
+	base.Conditions = kept
+	return apiequality.Semantic.DeepEqual(probe, base)
+}
+
+// progressHold remembers, per volume, since when a progress-only status change has waited.
+type progressHold struct {
+	mu    sync.Mutex
+	since map[types.UID]time.Time
+}
+
+// wait says how much longer volume uid's progress-only change may wait (0: write it now),
+// counting from the first pass that held it.
+func (h *progressHold) wait(uid types.UID, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.since == nil {
+		h.since = map[types.UID]time.Time{}
+	}
+	first, ok := h.since[uid]
+	if !ok {
+		h.since[uid] = now
+		return ProgressHold
+	}
+	return max(0, first.Add(ProgressHold).Sub(now))
+}
+
+// done forgets uid once its status is written.
+func (h *progressHold) done(uid types.UID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.since, uid)
 }

@@ -189,3 +189,60 @@ func TestComputeStatusLeaseRenewalsAreThrottled(t *testing.T) {
 		t.Errorf("a new holder must show at once: %+v", other.Lease)
 	}
 }
+
+// TestProgressOnly: which status changes of a provisioning volume may wait for the rest of their
+// burst, computed from real observations step by step.
+func TestProgressOnly(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "sw", Name: "sw-u"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.10"}}
+	pending := boundBacking()
+	pending.Status.Phase = corev1.ClaimPending
+	// The first pass: backing claim pending, Service, server pod unscheduled.
+	first := ComputeStatus(Observation{BackingClaim: pending, Service: svc, ServerPod: serverPod("", false)}, swv1.SharedVolumeStatus{}, now)
+	if first.Phase != swv1.PhaseProvisioning {
+		t.Fatalf("first pass phase %s", first.Phase)
+	}
+	step := func(prev swv1.SharedVolumeStatus, obs Observation) swv1.SharedVolumeStatus {
+		if obs.Service == nil {
+			obs.Service = svc
+		}
+		return ComputeStatus(obs, prev, metav1.NewTime(now.Add(time.Second)))
+	}
+	bound := step(first, Observation{BackingClaim: boundBacking(), ServerPod: serverPod("", false)})
+	scheduled := step(bound, Observation{BackingClaim: boundBacking(), ServerPod: serverPod("n1", false)})
+	ready := step(scheduled, Observation{BackingClaim: boundBacking(), ServerPod: serverPod("n1", true)})
+	withPV := serving("n1")
+	withPV.ClaimBound = false
+	pvMade := step(ready, withPV)
+	done := step(pvMade, serving("n1"))
+	problem := step(bound, Observation{BackingClaim: boundBacking(), ServerPod: serverPod("n1", false), Warnings: []Problem{{Reason: ReasonManagedClassMissing, Message: "gone"}}})
+	resized := *bound.DeepCopy()
+	resized.ObservedGeneration = 2
+	fenced := *bound.DeepCopy()
+	fenced.FencedNodes = []string{"n2"}
+	leased := *bound.DeepCopy()
+	leased.Lease = &swv1.LeaseStatus{Holder: "sw-u/abc"}
+	for _, tc := range []struct {
+		name     string
+		prev, st swv1.SharedVolumeStatus
+		want     bool
+	}{
+		{"first status (phase set)", swv1.SharedVolumeStatus{}, first, false},
+		{"backing claim bound", first, bound, true},
+		{"server scheduled", bound, scheduled, true},
+		{"server Ready: CreateVolume waits for it", scheduled, ready, false},
+		{"PV made, claim not bound yet", ready, pvMade, true},
+		{"claim bound: Ready", pvMade, done, false},
+		{"a warning appears", bound, problem, false},
+		{"the spec changed", bound, resized, false},
+		{"a fenced node", bound, fenced, false},
+		{"the lease's holder", bound, leased, false},
+		{"Ready volume", done, step(done, serving("n2")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ProgressOnly(tc.prev, tc.st); got != tc.want {
+				t.Errorf("ProgressOnly = %v, want %v\nprev %+v\nst   %+v", got, tc.want, tc.prev, tc.st)
+			}
+		})
+	}
+}

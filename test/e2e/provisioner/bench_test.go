@@ -35,9 +35,10 @@ import (
 )
 
 var (
-	benchClaims  = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
-	benchChart03 = flag.Bool("provision.chart03", true, "BenchmarkProvision's face=csi planes: also run a batch behind csi-provisioner as chart 0.3 ran it (5/10 client limits, 10 threads)")
-	benchWorkers = flag.String("provision.workers", "4,16", "BenchmarkProvision: the controller's --workers for its ShareWarden batches, one batch per value on the same plane (4 is the shipped default; chart 0.3's CSI batch uses the first)")
+	benchClaims   = flag.String("provision.claims", "200,1000", "BenchmarkProvision's limits=* planes: claim counts created at once, one batch after the other")
+	benchChart03  = flag.Bool("provision.chart03", true, "BenchmarkProvision's face=csi planes: also run a batch behind csi-provisioner as chart 0.3 ran it (5/10 client limits, 10 threads)")
+	benchBaseline = flag.String("provision.baseline", "", "BenchmarkProvision's face=csi planes: a sharewarden binary (an earlier commit's) whose batch runs first, labelled csi-base, beside this checkout's on the same plane")
+	benchWorkers  = flag.String("provision.workers", "4,16", "BenchmarkProvision: the controller's --workers for its ShareWarden batches, one batch per value on the same plane (4 is the shipped default; chart 0.3's CSI batch uses the first)")
 )
 
 // BenchmarkProvision measures a ShareWarden volume's path step by step and, on the same plane in
@@ -67,6 +68,9 @@ func BenchmarkProvision(b *testing.B) {
 	if *benchChart03 {
 		csiRuns = append(csiRuns, swRun{label: "csi-chart03", workers: workers[0], sidecar: &chart03Sidecar})
 	}
+	if *benchBaseline != "" {
+		csiRuns = append(csiRuns, swRun{label: "csi-base", workers: workers[0], sidecar: &chartSidecar, bin: *benchBaseline})
+	}
 	for i, w := range workers {
 		label := "csi"
 		if i > 0 {
@@ -89,6 +93,8 @@ type swRun struct {
 	label   string
 	workers int
 	sidecar *sidecarSpec
+	// bin is the sharewarden binary to run ("": this checkout's).
+	bin string
 }
 
 // sidecarSpec is how external-provisioner runs in front of the controller's CSI endpoint.
@@ -196,7 +202,11 @@ func benchProvision(b *testing.B, nodes []cluster.NodeSpec, raised bool, sizes [
 			args = append(args, "--csi-endpoint=unix://"+sock)
 		}
 		var err error
-		if ctl, err = fixture.StartControllerProcess(c, bin, work, "controller-"+ns, args...); err != nil {
+		exe := bin
+		if r.bin != "" {
+			exe = r.bin
+		}
+		if ctl, err = fixture.StartControllerProcess(c, exe, work, "controller-"+ns, args...); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(ctl.Stop)
@@ -331,8 +341,12 @@ func (r swRun) describe() string {
 	if r.sidecar == nil {
 		return fmt.Sprintf("legacy provisioner, controller --workers=%d", r.workers)
 	}
-	return fmt.Sprintf("CSI face, controller --workers=%d, csi-provisioner --kube-api-qps=%g --kube-api-burst=%d --worker-threads=%d",
-		r.workers, r.sidecar.qps, r.sidecar.burst, r.sidecar.workerThreads)
+	of := ""
+	if r.bin != "" {
+		of = " (" + r.bin + ")"
+	}
+	return fmt.Sprintf("CSI face, controller%s --workers=%d, csi-provisioner --kube-api-qps=%g --kube-api-burst=%d --worker-threads=%d",
+		of, r.workers, r.sidecar.qps, r.sidecar.burst, r.sidecar.workerThreads)
 }
 
 // createCSIBenchClass makes the CSI face's managed class, backed by the local-PV class.

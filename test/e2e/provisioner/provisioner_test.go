@@ -116,16 +116,23 @@ func TestClaimLifecycle(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
+		seen := map[string]string{}
 		for _, e := range evs.Items {
 			if e.Regarding.Name == "shared" {
-				seen[e.Reason] = true
+				seen[e.Reason] = e.Note
 			}
 		}
-		for _, r := range []string{provisioner.ReasonBackingClaimCreated, provisioner.ReasonServerStarting, provisioner.ReasonServerReady, provisioner.ReasonProvisioned} {
-			if !seen[r] {
+		for _, r := range []string{provisioner.ReasonServerStarting, provisioner.ReasonServerReady, provisioner.ReasonProvisioned} {
+			if _, ok := seen[r]; !ok {
 				return fmt.Errorf("no %s event yet (seen %v)", r, seen)
 			}
+		}
+		// The first pass tells its three creations in one Event.
+		if note := seen[provisioner.ReasonServerStarting]; !strings.Contains(note, "created backing claim") || !strings.Contains(note, "created service") {
+			return fmt.Errorf("%s event %q does not name the backing claim and Service", provisioner.ReasonServerStarting, note)
+		}
+		if _, ok := seen[provisioner.ReasonBackingClaimCreated]; ok {
+			return fmt.Errorf("a separate %s event: the first pass should tell one (seen %v)", provisioner.ReasonBackingClaimCreated, seen)
 		}
 		return nil
 	})
