@@ -74,6 +74,7 @@ lint: staticcheck
 	$(GO) vet ./...
 	$(BIN_DIR)/staticcheck ./...
 	@deps=$$($(GO) list -deps ./cmd/sharewarden | grep '/test/' || true); if [ -n "$$deps" ]; then echo "cmd/sharewarden must not link the test harness:"; echo "$$deps"; exit 1; fi
+	@deps=$$($(GO) list -deps ./cmd/sharewarden | grep -E 'k8s.io/kube-scheduler/framework|/extender/plugin' || true); if [ -n "$$deps" ]; then echo "cmd/sharewarden must not link the scheduling framework (only hack/tools/scheduler does):"; echo "$$deps"; exit 1; fi
 	@BIN_DIR=$(BIN_DIR) hack/generate.sh --verify
 	@hack/values-doc.sh --verify
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

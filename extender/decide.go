@@ -276,3 +276,22 @@ func relative(l extenderv1.HostPriorityList) extenderv1.HostPriorityList {
 func clamp(s int64) int64 {
 	return max(extenderv1.MinExtenderPriority, min(s, extenderv1.MaxExtenderPriority))
 }
+
+// FilterNode is filter for one node, for deciding inside kube-scheduler (extender/plugin): n is
+// what is known of the node called name (nil when unknown). It says whether the node passes and,
+// if not, why and whether preempting pods could not help (unresolvable).
+func FilterNode(name string, n *NodeInfo, st *State) (pass bool, msg string, unresolvable bool) {
+	r := filter([]string{name}, []*NodeInfo{n}, st, FilterResult{})
+	if len(r.Passed) == 1 {
+		return true, "", false
+	}
+	if msg, ok := r.Unresolvable[name]; ok {
+		return false, msg, true
+	}
+	return false, r.Failed[name], false
+}
+
+// Score is score for deciding inside kube-scheduler (extender/plugin): each node's 0..10 score.
+func Score(names []string, nodes []*NodeInfo, st *State) extenderv1.HostPriorityList {
+	return score(names, nodes, st, nil, nil)
+}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,21 +38,8 @@ func Run(ctx context.Context, opts *Options) error {
 		return err
 	}
 
-	scheme := runtime.NewScheme()
-	utilruntime.Must(corev1.AddToScheme(scheme))
-	utilruntime.Must(swv1.AddToScheme(scheme))
-	informers, err := cache.New(cfg, cache.Options{
-		Scheme:           scheme,
-		DefaultTransform: cache.TransformStripManagedFields(),
-		// Every pod of the cluster is watched (consumers carry no label to select them by);
-		// only what the extender reads is kept of each.
-		ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: slimPod}},
-	})
-	if err != nil {
-		return fmt.Errorf("creating informer cache: %w", err)
-	}
 	store := NewStore(opts.ZoneLabel, opts.Locators)
-	regs, err := feed(ctx, informers, store)
+	informers, synced, err := Informers(ctx, cfg, store)
 	if err != nil {
 		return err
 	}
@@ -74,11 +62,7 @@ func Run(ctx context.Context, opts *Options) error {
 		}
 	}
 	log.Info("serving scheduler extender", "address", addr.String(), "urlPrefix", opts.URLPrefix, "https", opts.HTTPAddress == "")
-	handlersSynced := make([]toolscache.InformerSynced, 0, len(regs))
-	for _, r := range regs {
-		handlersSynced = append(handlersSynced, r.HasSynced)
-	}
-	runErr := serving.RunInformers(ctx, informers, func() { store.SetSynced(true) }, handlersSynced...)
+	runErr := serving.RunInformers(ctx, informers, func() { store.SetSynced(true) }, synced...)
 	cancel()
 	<-stopped
 	if healthStopped != nil {
@@ -86,6 +70,34 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	log.Info("scheduler extender stopped")
 	return runErr
+}
+
+// Informers returns the informer cache that keeps store up to date, with store's event handlers
+// registered, and what tells that they have seen the initial lists. Start it with
+// serving.RunInformers; mark the store synced once it is.
+func Informers(ctx context.Context, cfg *rest.Config, store *Store) (cache.Cache, []toolscache.InformerSynced, error) {
+	scheme := runtime.NewScheme()
+	utilruntime.Must(corev1.AddToScheme(scheme))
+	utilruntime.Must(swv1.AddToScheme(scheme))
+	informers, err := cache.New(cfg, cache.Options{
+		Scheme:           scheme,
+		DefaultTransform: cache.TransformStripManagedFields(),
+		// Every pod of the cluster is watched (consumers carry no label to select them by);
+		// only what the extender reads is kept of each.
+		ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: slimPod}},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating informer cache: %w", err)
+	}
+	regs, err := feed(ctx, informers, store)
+	if err != nil {
+		return nil, nil, err
+	}
+	synced := make([]toolscache.InformerSynced, 0, len(regs))
+	for _, r := range regs {
+		synced = append(synced, r.HasSynced)
+	}
+	return informers, synced, nil
 }
 
 // feed registers event handlers that keep store up to date.

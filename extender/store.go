@@ -432,3 +432,10 @@ func (s *Store) countConsumerZones(claim types.NamespacedName) string {
 	}
 	return best
 }
+
+// Node returns what is known of the node called name (nil when unknown).
+func (s *Store) Node(name string) *NodeInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.info(name)
+}

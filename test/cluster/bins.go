@@ -110,3 +110,17 @@ func BuildSharewarden(dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// BuildScheduler builds kube-scheduler with ShareWarden's scheduling-framework plugin linked in
+// (hack/tools/scheduler, its own module: it links k8s.io/kubernetes) into dir and returns its
+// path. It is built from this checkout each time, like BuildSharewarden, since it links the
+// extender's code; the Go build cache makes a rebuild a link of about a minute.
+func BuildScheduler(dir string) (string, error) {
+	bin := filepath.Join(dir, "kube-scheduler-sharewarden")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = filepath.Join(RepoRoot(), "hack", "tools", "scheduler")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building kube-scheduler with the ShareWarden plugin: %w\n%s", err, out)
+	}
+	return bin, nil
+}

@@ -230,7 +230,12 @@ func (c *Cluster) pickPorts() error {
 	return nil
 }
 
-func (c *Cluster) bin(name string) string { return filepath.Join(c.cfg.BinDir, name) }
+func (c *Cluster) bin(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(c.cfg.BinDir, name)
+}
 
 func (c *Cluster) addProc(name string, args ...string) (*process, error) {
 	return c.addProcBin(name, name, args...)
@@ -345,7 +350,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 }
 
 func (c *Cluster) startScheduler(ctx context.Context) error {
-	_, err := c.runScheduler(ctx, "kube-scheduler", c.cfg.SchedulerConfig, c.ports.scheduler)
+	_, err := c.runScheduler(ctx, "kube-scheduler", "kube-scheduler", c.cfg.SchedulerConfig, c.ports.scheduler)
 	return err
 }
 
@@ -354,11 +359,17 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 // Its profiles' schedulerNames must differ from those of every other scheduler on the plane.
 // It returns the scheduler's secure port, where it also serves /debug/pprof (SchedulerProfile).
 func (c *Cluster) AddScheduler(ctx context.Context, name string, config []byte) (int, error) {
+	return c.AddSchedulerBin(ctx, name, "kube-scheduler", config)
+}
+
+// AddSchedulerBin is AddScheduler with another kube-scheduler build: bin is a path, or a name
+// in the plane's BinDir (see BuildScheduler for the one with ShareWarden's plugin).
+func (c *Cluster) AddSchedulerBin(ctx context.Context, name, bin string, config []byte) (int, error) {
 	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	return c.runScheduler(ctx, name, config, ports[0])
+	return c.runScheduler(ctx, name, bin, config, ports[0])
 }
 
 // SchedulerPort is the secure port of the harness's own kube-scheduler.
@@ -395,7 +406,7 @@ func (c *Cluster) SchedulerProfile(ctx context.Context, port int, d time.Duratio
 	return nil
 }
 
-func (c *Cluster) runScheduler(ctx context.Context, name string, config []byte, port int) (int, error) {
+func (c *Cluster) runScheduler(ctx context.Context, name, bin string, config []byte, port int) (int, error) {
 	id, err := c.pki.ClientCert("kube-scheduler", "system:kube-scheduler")
 	if err != nil {
 		return 0, err
@@ -412,7 +423,7 @@ func (c *Cluster) runScheduler(ctx context.Context, name string, config []byte, 
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		return 0, fmt.Errorf("writing scheduler config: %w", err)
 	}
-	p, err := c.addProcBin(name, "kube-scheduler",
+	p, err := c.addProcBin(name, bin,
 		"--config="+path,
 		"--authentication-kubeconfig="+kc,
 		"--authorization-kubeconfig="+kc,

@@ -39,7 +39,10 @@ import (
 //   - own: deploy/scheduler/kube-scheduler-config.yaml (the extender in the cluster's scheduler);
 //   - second: deploy/scheduler/second-scheduler-config.yaml (ShareWarden's second scheduler;
 //     consumers go to its consumer profile);
-//   - second-plain: the same without its extenders entry.
+//   - second-plain: the same without its extenders entry;
+//   - plugin: kube-scheduler built with ShareWarden's plugin (hack/tools/scheduler) and
+//     deploy/scheduler/plugin-scheduler-config.yaml: the extender's decision inside the
+//     scheduler, no HTTP round trip.
 //
 // Each round times, on each scheduler in turn (the order reversed every other round, so that
 // drift on the shared machine falls on both sides of a ratio), SHAREWARDEN_BENCH_PODS plain pods
@@ -80,7 +83,8 @@ func BenchmarkSchedulingThroughput(b *testing.B) {
 // A scheduler under test: the profile its pods name, and whether consumers go to the extender.
 type benchScheduler struct {
 	name, profile string
-	extender      bool
+	extender      bool // consumers carry the markers (the extender, or the plugin, decides)
+	plugin        bool // the plugin build with the shipped plugin configuration
 	port          int
 }
 
@@ -89,6 +93,7 @@ var schedulers = []*benchScheduler{
 	{name: "own", profile: "bench-own", extender: true},
 	{name: "second-plain", profile: "bench-second-plain"},
 	{name: "second", profile: "sharewarden-scheduler", extender: true},
+	{name: "plugin", profile: "bench-plugin", extender: true, plugin: true},
 }
 
 // Ratios reported: with the extender over without. second-vs-default compares the second
@@ -97,6 +102,7 @@ var pairs = []struct{ name, with, without string }{
 	{"own", "own", "default"},
 	{"second", "second", "second-plain"},
 	{"second-vs-default", "second", "default"},
+	{"plugin-vs-default", "plugin", "default"},
 }
 
 // batchResult is one timed batch.
@@ -158,12 +164,23 @@ func schedulingRun(b *testing.B, nodes, rounds, pods int, profileDir string) []r
 	if err := waitReady(ctx, url+"/readyz", done); err != nil {
 		b.Fatalf("extender not ready: %v", err)
 	}
+	pluginBin, err := cluster.BuildScheduler(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := grantSchedulerSharedVolumes(ctx, c); err != nil {
+		b.Fatal(err)
+	}
 	for _, s := range schedulers[1:] {
 		conf, err := benchSchedulerConfig(s, url+extender.DefaultURLPrefix)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if s.port, err = c.AddScheduler(ctx, "kube-scheduler-"+s.name, conf); err != nil {
+		bin := "kube-scheduler"
+		if s.plugin {
+			bin = pluginBin
+		}
+		if s.port, err = c.AddSchedulerBin(ctx, "kube-scheduler-"+s.name, bin, conf); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -262,7 +279,14 @@ func benchSchedulerConfig(s *benchScheduler, url string) ([]byte, error) {
 	if strings.HasPrefix(s.name, "second") {
 		file = "second-scheduler-config.yaml"
 	}
-	raw, err := shippedConfig(file, url)
+	var raw []byte
+	var err error
+	if s.plugin {
+		file = "plugin-scheduler-config.yaml"
+		raw, err = os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", file))
+	} else {
+		raw, err = shippedConfig(file, url)
+	}
 	if err != nil {
 		return nil, err
 	}
