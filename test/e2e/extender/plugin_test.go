@@ -23,7 +23,12 @@ import (
 // before the scheduler starts, since nothing outside the scheduler shows when its plugin's
 // caches have caught up; the plugin waits for them to sync before the scheduler schedules.
 func TestPluginBuildPlaces(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*caseTimeout)
+	// Built first, outside the case's deadline: on a cold build cache it compiles kube-scheduler.
+	bin, err := cluster.BuildScheduler(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 	defer cancel()
 	c := fixture.Client(t, plane)
 	ns := namespace(t, ctx, "ext-plugin")
@@ -35,10 +40,6 @@ func TestPluginBuildPlaces(t *testing.T) {
 	})
 
 	if err := grantSchedulerSharedVolumes(ctx, plane); err != nil {
-		t.Fatal(err)
-	}
-	bin, err := cluster.BuildScheduler(t.TempDir())
-	if err != nil {
 		t.Fatal(err)
 	}
 	conf, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", "plugin-scheduler-config.yaml"))
