@@ -6,8 +6,8 @@ Conflicting options the schema cannot see. Each fails the install with what is w
 {{- if and (gt (int $v.controller.replicas) 1) (not $v.controller.leaderElect) -}}
 {{- fail (printf "controller.replicas is %d but controller.leaderElect is false: the replicas would provision the same volumes at once; set controller.leaderElect=true or controller.replicas=1" (int $v.controller.replicas)) -}}
 {{- end -}}
-{{- if and $v.scheduler.enabled (not $v.extender.enabled) -}}
-{{- fail "scheduler.enabled is true but extender.enabled is false: the second scheduler exists to call the extender; enable the extender or turn the second scheduler off" -}}
+{{- if and $v.scheduler.enabled (eq $v.scheduler.mode "extender") (not $v.extender.enabled) -}}
+{{- fail "scheduler.enabled is true with scheduler.mode extender but extender.enabled is false: that second scheduler exists to call the extender; enable the extender, set scheduler.mode=plugin, or turn the second scheduler off" -}}
 {{- end -}}
 {{- if eq $v.scheduler.name "default-scheduler" -}}
 {{- fail "scheduler.name is \"default-scheduler\": the second scheduler must not take the default scheduler's name; pick another (e.g. sharewarden-scheduler)" -}}

@@ -212,6 +212,49 @@ func TestTemplateVariants(t *testing.T) {
 			}
 		}
 	})
+	t.Run("second scheduler, plugin build", func(t *testing.T) {
+		objs := render(t, "-f", ciValues("scheduler-plugin-values.yaml"))
+		d := convert[appsv1.Deployment](t, mustFind(t, objs, "Deployment", "sharewarden-scheduler"))
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != "ghcr.io/sharewarden/kube-scheduler-sharewarden:0.1.0" {
+			t.Errorf("plugin scheduler image %s, want kube-scheduler-sharewarden at the appVersion", img)
+		}
+		if hasVolumeFromSecret(d, "sharewarden-extender-tls") || fixture.FindObject(objs, "Deployment", "sharewarden-extender") != nil {
+			t.Error("the plugin build needs no extender, nor its CA")
+		}
+		// The configuration is deploy/scheduler's plugin build, as shipped.
+		cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
+		var got, want map[string]any
+		if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {
+			t.Fatalf("scheduler config: %v", err)
+		}
+		shipped, err := os.ReadFile(filepath.Join(root, "deploy", "scheduler", "plugin-scheduler-config.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(shipped, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("plugin scheduler config differs from deploy/scheduler/plugin-scheduler-config.yaml:\nchart:   %s\nshipped: %s", mustJSON(t, got), mustJSON(t, want))
+		}
+		found := false
+		for _, o := range fixture.OfKind(objs, "ClusterRoleBinding") {
+			b := convert[rbacv1.ClusterRoleBinding](t, o)
+			found = found || (b.RoleRef.Name == "sharewarden-sharedvolume-viewer" && b.Subjects[0].Name == "sharewarden-scheduler")
+		}
+		if !found {
+			t.Error("the plugin build may not read SharedVolumes")
+		}
+		// Mode extender without the extender is refused; mode plugin without it is not (above).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := helm(ctx, "template", releaseName, chartDir, "-f", ciValues("scheduler-plugin-values.yaml"), "--set", "scheduler.mode=extender"); err == nil || !strings.Contains(err.Error(), "extender.enabled is false") {
+			t.Errorf("mode extender without the extender: %v, want the chart's refusal", err)
+		}
+		if _, err := helm(ctx, "template", releaseName, chartDir, "--set", "scheduler.mode=plugins"); err == nil || !strings.Contains(err.Error(), "mode") {
+			t.Errorf("scheduler.mode=plugins: %v, want the schema's refusal", err)
+		}
+	})
 	t.Run("cert-manager", func(t *testing.T) {
 		objs := render(t, "-f", ciValues("certmanager-values.yaml"))
 		cert := mustFind(t, objs, "Certificate", "sharewarden-webhook")
@@ -364,7 +407,7 @@ func TestBadValues(t *testing.T) {
 		{"bad quantity", "storageClass:\n  server:\n    memory: lots\n", []string{"/storageClass/server/memory"}},
 		{"health port on NFS port", "nfsServer:\n  healthPort: 2049\n", []string{"/nfsServer/healthPort"}},
 		{"replicas without leader election", "controller:\n  leaderElect: false\n", []string{"controller.leaderElect is false", "set controller.leaderElect=true or controller.replicas=1"}},
-		{"second scheduler without extender", "scheduler:\n  enabled: true\nextender:\n  enabled: false\n", []string{"scheduler.enabled is true but extender.enabled is false"}},
+		{"second scheduler without extender", "scheduler:\n  enabled: true\nextender:\n  enabled: false\n", []string{"scheduler.enabled is true with scheduler.mode extender but extender.enabled is false"}},
 		{"issuer without cert-manager", "certManager:\n  issuerRef:\n    name: ca\n", []string{"certManager.issuerRef.name", "certManager.enabled is false"}},
 		{"managed class backs itself", "storageClass:\n  backingStorageClass: sharewarden-nfs\n", []string{"the managed class itself"}},
 		{"budget blocks drains", "webhook:\n  podDisruptionBudget:\n    minAvailable: 2\n", []string{"webhook.podDisruptionBudget.minAvailable (2) must be below webhook.replicas (2)"}},

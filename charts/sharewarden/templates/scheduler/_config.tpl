@@ -23,3 +23,25 @@ extenders:
       - name: sharewarden.io/rwx-server
         ignoredByScheduler: true
 {{- end -}}
+
+
+{{/*
+What a profile of the plugin build (scheduler.mode plugin) adds, as
+deploy/scheduler/plugin-scheduler-config.yaml ships it: the ShareWarden plugin at the
+extender's weight, and the webhook's markers ignored by NodeResourcesFit (what the extender's
+managedResources do). (dict "zoneLabel" <label>)
+*/}}
+{{- define "sharewarden.schedulerPlugin" -}}
+plugins:
+  multiPoint:
+    enabled:
+      - name: ShareWarden
+        weight: 5
+pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      ignoredResources: [sharewarden.io/rwx-consumer, sharewarden.io/rwx-server]
+  - name: ShareWarden
+    args:
+      zoneLabel: {{ .zoneLabel }}
+{{- end -}}
