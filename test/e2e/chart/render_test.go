@@ -183,21 +183,7 @@ func TestTemplateVariants(t *testing.T) {
 			t.Errorf("webhook does not hand consumers and servers to the second scheduler's profiles: %v", wargs)
 		}
 		// The configuration is deploy/scheduler's second scheduler, as shipped.
-		cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
-		var got, want map[string]any
-		if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {
-			t.Fatalf("scheduler config: %v", err)
-		}
-		shipped, err := os.ReadFile(filepath.Join(root, "deploy", "scheduler", "second-scheduler-config.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.Unmarshal(shipped, &want); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("second scheduler config differs from deploy/scheduler/second-scheduler-config.yaml:\nchart:   %s\nshipped: %s", mustJSON(t, got), mustJSON(t, want))
-		}
+		sameAsShipped(t, objs, "second-scheduler-config.yaml")
 		if !hasVolumeFromSecret(d, "sharewarden-extender-tls") {
 			t.Error("the scheduler does not mount the extender's CA")
 		}
@@ -222,21 +208,7 @@ func TestTemplateVariants(t *testing.T) {
 			t.Error("the plugin build needs no extender, nor its CA")
 		}
 		// The configuration is deploy/scheduler's plugin build, as shipped.
-		cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
-		var got, want map[string]any
-		if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {
-			t.Fatalf("scheduler config: %v", err)
-		}
-		shipped, err := os.ReadFile(filepath.Join(root, "deploy", "scheduler", "plugin-scheduler-config.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := yaml.Unmarshal(shipped, &want); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("plugin scheduler config differs from deploy/scheduler/plugin-scheduler-config.yaml:\nchart:   %s\nshipped: %s", mustJSON(t, got), mustJSON(t, want))
-		}
+		sameAsShipped(t, objs, "plugin-scheduler-config.yaml")
 		found := false
 		for _, o := range fixture.OfKind(objs, "ClusterRoleBinding") {
 			b := convert[rbacv1.ClusterRoleBinding](t, o)
@@ -522,5 +494,26 @@ func TestValuesReferenceCurrent(t *testing.T) {
 	cmd := exec.Command(filepath.Join(root, "hack", "values-doc.sh"), "--verify")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// sameAsShipped checks that the rendered second scheduler's configuration is
+// deploy/scheduler/<file>, as shipped.
+func sameAsShipped(t *testing.T, objs []*unstructured.Unstructured, file string) {
+	t.Helper()
+	cm := convert[corev1.ConfigMap](t, mustFind(t, objs, "ConfigMap", "sharewarden-scheduler"))
+	var got, want map[string]any
+	if err := yaml.UnmarshalStrict([]byte(cm.Data["config.yaml"]), &got); err != nil {
+		t.Fatalf("scheduler config: %v", err)
+	}
+	shipped, err := os.ReadFile(filepath.Join(root, "deploy", "scheduler", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(shipped, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the chart's scheduler config differs from deploy/scheduler/%s:\nchart:   %s\nshipped: %s", file, mustJSON(t, got), mustJSON(t, want))
 	}
 }
