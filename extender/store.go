@@ -271,21 +271,7 @@ func (s *Store) Gather(pod *corev1.Pod, role Role, names []string, nodes []*Node
 	st := State{Role: role, Synced: s.Synced(), ServerCounts: counts}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if nodes != nil || counts != nil {
-		for i, n := range names {
-			var info *NodeInfo
-			var servers int32
-			if e := s.nodes[n]; e != nil {
-				info, servers = e.info, e.servers
-			}
-			if nodes != nil {
-				nodes[i] = info
-			}
-			if counts != nil {
-				counts[i] = servers
-			}
-		}
-	}
+	s.lookupNodes(names, nodes, counts)
 	switch role {
 	case RoleServer:
 		s.gatherServer(pod, &st)
@@ -431,6 +417,35 @@ func (s *Store) countConsumerZones(claim types.NamespacedName) string {
 		}
 	}
 	return best
+}
+
+// Nodes is Gather's node lookups alone: nodes[i] receives what is known of names[i], counts[i]
+// the number of NFS servers bound to it (either may be nil), for a caller that holds the rest of
+// a State from an earlier Gather (the scheduler plugin's PreScore).
+func (s *Store) Nodes(names []string, nodes []*NodeInfo, counts []int32) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.lookupNodes(names, nodes, counts)
+}
+
+// lookupNodes fills nodes and counts (either may be nil) for names; mu is held.
+func (s *Store) lookupNodes(names []string, nodes []*NodeInfo, counts []int32) {
+	if nodes == nil && counts == nil {
+		return
+	}
+	for i, n := range names {
+		var info *NodeInfo
+		var servers int32
+		if e := s.nodes[n]; e != nil {
+			info, servers = e.info, e.servers
+		}
+		if nodes != nil {
+			nodes[i] = info
+		}
+		if counts != nil {
+			counts[i] = servers
+		}
+	}
 }
 
 // Node returns what is known of the node called name (nil when unknown).

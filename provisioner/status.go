@@ -278,22 +278,16 @@ func ProgressOnly(prev, st swv1.SharedVolumeStatus) bool {
 	probe := *st.DeepCopy()
 	probe.BackingClaim, probe.Service, probe.ServiceIP, probe.VolumeName = prev.BackingClaim, prev.Service, prev.ServiceIP, prev.VolumeName
 	probe.Server, probe.ConsumerCount = prev.Server, prev.ConsumerCount
-	probe.Conditions = probe.Conditions[:0:0]
-	progress := []string{swv1.ConditionBackingBound, swv1.ConditionServerReady, swv1.ConditionBound}
-	for _, c := range st.Conditions {
-		if !slices.Contains(progress, c.Type) {
-			probe.Conditions = append(probe.Conditions, c)
-		}
-	}
-	kept := prev.Conditions[:0:0]
-	for _, c := range prev.Conditions {
-		if !slices.Contains(progress, c.Type) {
-			kept = append(kept, c)
-		}
-	}
+	probe.Conditions = withoutProgress(st.Conditions)
 	base := prev
-	base.Conditions = kept
+	base.Conditions = withoutProgress(prev.Conditions)
 	return apiequality.Semantic.DeepEqual(probe, base)
+}
+
+// withoutProgress is conds without the conditions a provisioning volume's progress changes.
+func withoutProgress(conds []metav1.Condition) []metav1.Condition {
+	progress := []string{swv1.ConditionBackingBound, swv1.ConditionServerReady, swv1.ConditionBound}
+	return slices.DeleteFunc(slices.Clone(conds), func(c metav1.Condition) bool { return slices.Contains(progress, c.Type) })
 }
 
 // progressHold remembers, per volume, since when a progress-only status change has waited.

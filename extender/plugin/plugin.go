@@ -166,7 +166,7 @@ func (p *Plugin) Filter(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, ni 
 
 // PreScore scores every node that passed, once; a consumer whose volumes have no server yet
 // skips Score (every node would score 0).
-func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, pod *corev1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
+func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, _ *corev1.Pod, nodes []fwk.NodeInfo) *fwk.Status {
 	c, s := readCycle(cs)
 	if s != nil {
 		return fwk.NewStatus(fwk.Skip) // PreFilter skipped: an unmarked pod
@@ -183,7 +183,10 @@ func (p *Plugin) PreScore(_ context.Context, cs fwk.CycleState, pod *corev1.Pod,
 	if c.st.Role == extender.RoleServer {
 		counts = make([]int32, len(names))
 	}
-	st := p.store.Gather(pod, c.st.Role, names, infos, counts)
+	// The volumes are PreFilter's; only the nodes that passed are looked up now.
+	p.store.Nodes(names, infos, counts)
+	st := c.st
+	st.ServerCounts = counts
 	scored := extender.Score(names, infos, &st)
 	c.scores = make(map[string]int64, len(scored))
 	for _, h := range scored {

@@ -102,13 +102,7 @@ func SkipE2E(pkg string, why error) int {
 // BuildSharewarden builds the sharewarden binary from this checkout into dir and returns its
 // path, for e2e tests that run ShareWarden's roles as processes.
 func BuildSharewarden(dir string) (string, error) {
-	bin := filepath.Join(dir, "sharewarden")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/sharewarden")
-	cmd.Dir = RepoRoot()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building sharewarden: %w\n%s", err, out)
-	}
-	return bin, nil
+	return goBuild(RepoRoot(), "./cmd/sharewarden", filepath.Join(dir, "sharewarden"), "sharewarden")
 }
 
 // BuildScheduler builds kube-scheduler with ShareWarden's scheduling-framework plugin linked in
@@ -116,11 +110,16 @@ func BuildSharewarden(dir string) (string, error) {
 // path. It is built from this checkout each time, like BuildSharewarden, since it links the
 // extender's code; the Go build cache makes a rebuild a link of about a minute.
 func BuildScheduler(dir string) (string, error) {
-	bin := filepath.Join(dir, "kube-scheduler-sharewarden")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join(RepoRoot(), "hack", "tools", "scheduler")
+	return goBuild(filepath.Join(RepoRoot(), "hack", "tools", "scheduler"), ".", filepath.Join(dir, "kube-scheduler-sharewarden"),
+		"kube-scheduler with the ShareWarden plugin")
+}
+
+// goBuild runs `go build -o bin pkg` in module directory mod and returns bin.
+func goBuild(mod, pkg, bin, what string) (string, error) {
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = mod
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building kube-scheduler with the ShareWarden plugin: %w\n%s", err, out)
+		return "", fmt.Errorf("building %s: %w\n%s", what, err, out)
 	}
 	return bin, nil
 }
