@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -81,8 +82,14 @@ type Options struct {
 	NetworkPolicy         bool
 	OutOfServiceTaint     bool
 	LeaderElect           bool
-	MetricsAddr           string
-	HealthAddr            string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the controller's own leader election,
+	// as kube-controller-manager's --leader-elect-* flags do: a leader that cannot renew within
+	// RenewDeadline exits; a standby takes over at most LeaseDuration after the last renewal.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	MetricsAddr   string
+	HealthAddr    string
 	// PprofAddr serves net/http/pprof ("0", the default, disables it).
 	PprofAddr string
 	// CSIEndpoint, when set, serves the CSI identity and controller services there, for the
@@ -110,6 +117,9 @@ func NewOptions() *Options {
 		UnfenceSettle:         60 * time.Second,
 		EvictFencedConsumers:  true,
 		LeaderElect:           true,
+		LeaseDuration:         15 * time.Second,
+		RenewDeadline:         10 * time.Second,
+		RetryPeriod:           2 * time.Second,
 		MetricsAddr:           ":8080",
 		HealthAddr:            ":8081",
 		PprofAddr:             "0",
@@ -133,6 +143,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.NetworkPolicy, "network-policy", o.NetworkPolicy, "make a NetworkPolicy per volume admitting NFS only from its client allowlist (its consumers' node addresses), for CNIs that enforce policy; off, the controller removes the ones it made")
 	fs.BoolVar(&o.OutOfServiceTaint, "out-of-service-taint", o.OutOfServiceTaint, "also taint nodes fenced as a whole node.kubernetes.io/out-of-service, for Kubernetes' non-graceful node shutdown handling of every pod there")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect a leader so that only one controller replica acts")
+	fs.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", o.LeaseDuration, "how long a standby waits after the leader's last renewal before it takes over")
+	fs.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", o.RenewDeadline, "how long the leader keeps trying to renew before it gives up and exits; raise it with --leader-elect-lease-duration on a loaded control plane")
+	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "how often candidates try to acquire or renew leadership")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, "address of /metrics (\"0\" disables)")
 	fs.StringVar(&o.HealthAddr, "health-probe-bind-address", o.HealthAddr, "address of /healthz and /readyz")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr, "address of /debug/pprof, for profiling memory and CPU (\"0\" disables; keep it on localhost or behind a port-forward)")
@@ -160,6 +173,7 @@ func (o *Options) Validate() error {
 	if o.FenceMargin < 0 || o.UnfenceSettle < 0 {
 		errs = append(errs, fmt.Errorf("--fence-margin %s and --unfence-settle %s must not be negative", o.FenceMargin, o.UnfenceSettle))
 	}
+	errs = append(errs, checkLeaderElection(o.LeaseDuration, o.RenewDeadline, o.RetryPeriod))
 	if o.Workers < 1 {
 		errs = append(errs, fmt.Errorf("--workers %d: want at least 1", o.Workers))
 	}
@@ -170,6 +184,20 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--export-path %q: want an absolute path", o.ExportPath))
 	}
 	return errors.Join(errs...)
+}
+
+// checkLeaderElection refuses timings client-go's leader elector would refuse at start, with
+// the flags' names: lease > renew deadline > 1.2 × retry period > 0.
+func checkLeaderElection(lease, renew, retry time.Duration) error {
+	switch {
+	case retry <= 0:
+		return fmt.Errorf("--leader-elect-retry-period %s: want more than 0", retry)
+	case renew <= time.Duration(leaderelection.JitterFactor*float64(retry)):
+		return fmt.Errorf("--leader-elect-renew-deadline %s: want more than %.1f × --leader-elect-retry-period (%s)", renew, leaderelection.JitterFactor, retry)
+	case lease <= renew:
+		return fmt.Errorf("--leader-elect-lease-duration %s: want more than --leader-elect-renew-deadline (%s)", lease, renew)
+	}
+	return nil
 }
 
 func (o *Options) config() Config {
@@ -228,6 +256,9 @@ func Run(ctx context.Context, opts *Options) error {
 		LeaderElectionID:              "sharewarden-controller",
 		LeaderElectionNamespace:       leNS,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &opts.LeaseDuration,
+		RenewDeadline:                 &opts.RenewDeadline,
+		RetryPeriod:                   &opts.RetryPeriod,
 		Cache:                         cacheOptions(opts.Namespace),
 	})
 	if err != nil {

@@ -1,8 +1,11 @@
 package provisioner
 
 import (
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,5 +129,48 @@ func TestSlimPod(t *testing.T) {
 	}
 	if out, err := slimPod("not a pod"); err != nil || out != "not a pod" {
 		t.Errorf("a non-pod: %v %v", out, err)
+	}
+}
+
+func TestOptionsLeaderElectionTimings(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		lease, renew, retry time.Duration
+		want                string // "" accepts
+	}{
+		{"defaults", 15 * time.Second, 10 * time.Second, 2 * time.Second, ""},
+		{"raised for a loaded plane", 60 * time.Second, 40 * time.Second, 5 * time.Second, ""},
+		{"lease equal to renew deadline", 10 * time.Second, 10 * time.Second, 2 * time.Second, "--leader-elect-lease-duration"},
+		{"lease below renew deadline", 5 * time.Second, 10 * time.Second, 2 * time.Second, "--leader-elect-lease-duration"},
+		{"renew deadline within the retry jitter", 15 * time.Second, 2400 * time.Millisecond, 2 * time.Second, "--leader-elect-renew-deadline"},
+		{"zero retry period", 15 * time.Second, 10 * time.Second, 0, "--leader-elect-retry-period"},
+		{"negative retry period", 15 * time.Second, 10 * time.Second, -time.Second, "--leader-elect-retry-period"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := NewOptions()
+			o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = tc.lease, tc.renew, tc.retry
+			err := o.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOptionsLeaderElectionFlags(t *testing.T) {
+	o := NewOptions()
+	fs := pflag.NewFlagSet("controller", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse([]string{"--leader-elect-lease-duration=60s", "--leader-elect-renew-deadline=40s", "--leader-elect-retry-period=5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.LeaseDuration != time.Minute || o.RenewDeadline != 40*time.Second || o.RetryPeriod != 5*time.Second {
+		t.Fatalf("parsed %s/%s/%s, want 1m0s/40s/5s", o.LeaseDuration, o.RenewDeadline, o.RetryPeriod)
+	}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
 	}
 }
