@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -199,10 +198,10 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	c := fixture.Client(t, plane)
 	claim := &corev1.PersistentVolumeClaim{}
 	var sv swv1.SharedVolume
-	poll(t, ctx, 3*time.Minute, "the helm test claim rewritten, provisioned and Bound", func() error {
+	fixture.WaitFor(t, ctx, 3*time.Minute, "the helm test claim rewritten, provisioned and Bound", func() error {
 		for _, r := range []*roleProc{wh, ctl, ext} {
 			if s := r.forbidden(); s != "" { // a missing RBAC verb: no point waiting
-				return wait.ErrorInterrupted(fmt.Errorf("%s was refused by RBAC:\n%s", r.name, s))
+				return fixture.GiveUp(fmt.Errorf("%s was refused by RBAC:\n%s", r.name, s))
 			}
 		}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "rwx-test"}, claim); err != nil {
@@ -235,7 +234,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	}
 	// The helm test pod: marked as a consumer and placed by the second scheduler.
 	pod := &corev1.Pod{}
-	poll(t, ctx, time.Minute, "the helm test pod scheduled", func() error {
+	fixture.WaitFor(t, ctx, time.Minute, "the helm test pod scheduled", func() error {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "rwx-test"}, pod); err != nil {
 			return err
 		}
@@ -285,7 +284,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	waitOK(t, ctx, ctl, fmt.Sprintf("http://127.0.0.1:%d/readyz", controllerHealth))
 	ext = startRole(t, bin, "extender", extArgs)
 	defer ext.stop(t)
-	poll(t, ctx, 2*time.Minute, "the volume Ready again after the reinstall, unchanged", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "the volume Ready again after the reinstall, unchanged", func() error {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "rwx-test"}, &sv); err != nil {
 			return err
 		}
@@ -293,7 +292,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 			return fmt.Errorf("volume %s %+v", sv.Status.Phase, sv.Status.Conditions)
 		}
 		if got := volumeIdentity(t, ctx, c, claim); got != keep {
-			return wait.ErrorInterrupted(fmt.Errorf("the reinstall changed the volume:\n was %s\n now %s", keep, got))
+			return fixture.GiveUp(fmt.Errorf("the reinstall changed the volume:\n was %s\n now %s", keep, got))
 		}
 		return nil
 	})
@@ -305,7 +304,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 	if err := c.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, ctx, 2*time.Minute, "the volume removed", func() error {
+	fixture.WaitFor(t, ctx, 2*time.Minute, "the volume removed", func() error {
 		err := c.Get(ctx, client.ObjectKey{Namespace: testNS, Name: "rwx-test"}, &sv)
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -393,7 +392,7 @@ func TestInstallAndRWXClaim(t *testing.T) {
 		}
 	}
 	// The viewer role is aggregated into view.
-	poll(t, ctx, 30*time.Second, "SharedVolumes readable with the view role", func() error {
+	fixture.WaitFor(t, ctx, 30*time.Second, "SharedVolumes readable with the view role", func() error {
 		view, err := cs.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -590,9 +589,9 @@ func waitOK(t *testing.T, ctx context.Context, p *roleProc, url string) {
 		// probe only waits for the listener.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec
 	}}
-	poll(t, ctx, time.Minute, p.name+" ready at "+url, func() error {
+	fixture.WaitFor(t, ctx, time.Minute, p.name+" ready at "+url, func() error {
 		if err := p.exited(); err != nil {
-			return wait.ErrorInterrupted(err)
+			return fixture.GiveUp(err)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := hc.Do(req)
@@ -618,7 +617,7 @@ func waitWebhookCalled(t *testing.T, ctx context.Context, plane *cluster.Cluster
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
 		},
 	}
-	poll(t, ctx, time.Minute, "the apiserver calling the webhook", func() error {
+	fixture.WaitFor(t, ctx, time.Minute, "the apiserver calling the webhook", func() error {
 		_, err := plane.Client().CoreV1().PersistentVolumeClaims(metav1.NamespaceDefault).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil && strings.Contains(err.Error(), swv1.AnnotationBackingClaim) {
 			return nil
@@ -630,45 +629,11 @@ func waitWebhookCalled(t *testing.T, ctx context.Context, plane *cluster.Cluster
 // metricSum sums the samples of a metric scraped from url.
 func metricSum(t *testing.T, ctx context.Context, url, name string) float64 {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	m, err := fixture.Scrape(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, l := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
-			f := strings.Fields(l)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("parsing %q: %v", l, err)
-			}
-			sum += v
-		}
-	}
-	return sum
-}
-
-// poll retries cond until it returns nil, fails on wait.ErrorInterrupted, and fails the test
-// with cond's last error after timeout.
-func poll(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	var last error
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		last = cond()
-		if last != nil && wait.Interrupted(last) {
-			return false, last
-		}
-		return last == nil, nil
-	})
-	if err != nil {
-		t.Fatalf("waiting for %s: %v (last: %v)", what, err, last)
-	}
+	return m.Sum(name, "")[""]
 }
 
 // installSnapshotCRDs applies the chart's crds/snapshot/ (upstream's VolumeSnapshot CRDs) and

@@ -119,10 +119,15 @@ func BenchmarkScale(b *testing.B) {
 			to := min(from+*batch, n)
 			t1 := time.Now()
 			createVolumes(ctx, b, cs, from, to)
-			waitFor(ctx, b, 30*time.Minute, "every volume Ready", func() (bool, string) {
+			fixture.WaitFor(b, ctx, 30*time.Minute, "every volume Ready", func() error {
 				m, err := ctl.Scrape(ctx)
-				ready := m.Sum("sharewarden_volumes_ready_total", "")[""]
-				return err == nil && ready >= float64(to), fmt.Sprintf("%.0f of %d Ready (%v)", ready, to, err)
+				if err != nil {
+					return err
+				}
+				if ready := m.Sum("sharewarden_volumes_ready_total", "")[""]; ready < float64(to) {
+					return fmt.Errorf("%.0f of %d Ready", ready, to)
+				}
+				return nil
 			})
 			b.Logf("set-up: volumes %d to %d Ready in %s (%.1f volumes/s), controller RSS %.0f MiB",
 				from, to-1, time.Since(t1).Round(time.Second), float64(to-from)/time.Since(t1).Seconds(), ctl.RSSMiB())
@@ -213,10 +218,10 @@ func createVolumes(ctx context.Context, b *testing.B, cs kubernetes.Interface, f
 // checkWorld waits until every claim is Bound and every server pod Running (the Ready count
 // above is the controller's; this is the apiserver's): the world the figures are about.
 func checkWorld(ctx context.Context, b *testing.B, cs kubernetes.Interface, n int) {
-	waitFor(ctx, b, 10*time.Minute, "every claim Bound and every server Running", func() (bool, string) {
+	fixture.WaitFor(b, ctx, 10*time.Minute, "every claim Bound and every server Running", func() error {
 		claims, err := cs.CoreV1().PersistentVolumeClaims("scale").List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		bound := 0
 		for _, cl := range claims.Items {
@@ -226,7 +231,7 @@ func checkWorld(ctx context.Context, b *testing.B, cs kubernetes.Interface, n in
 		}
 		pods, err := cs.CoreV1().Pods(fixture.SystemNamespace).List(ctx, metav1.ListOptions{LabelSelector: swv1.LabelComponent + "=" + swv1.ComponentNFSServer})
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		running := 0
 		for _, p := range pods.Items {
@@ -234,7 +239,10 @@ func checkWorld(ctx context.Context, b *testing.B, cs kubernetes.Interface, n in
 				running++
 			}
 		}
-		return bound == n && running == n, fmt.Sprintf("%d of %d claims Bound, %d server pods Running", bound, n, running)
+		if bound != n || running != n {
+			return fmt.Errorf("%d of %d claims Bound, %d server pods Running", bound, n, running)
+		}
+		return nil
 	})
 }
 
@@ -256,9 +264,7 @@ func startRenewers(ctx context.Context, b *testing.B, cs kubernetes.Interface, n
 		// once starve the plane long enough for the controller to lose its own leader Lease
 		// (it then exits, as it must, and its pod would restart).
 		if i > 0 && i%250 == 0 {
-			waitFor(ctx, b, 5*time.Minute, "a wave of Leases held", func() (bool, string) {
-				return r.held.Load() >= int64(i), fmt.Sprintf("%d of %d held", r.held.Load(), i)
-			})
+			fixture.WaitFor(b, ctx, 5*time.Minute, "a wave of Leases held", r.heldAtLeast(i))
 		}
 		pod := &pods.Items[i]
 		h, err := fencing.NewHolder(fencing.HolderOptions{
@@ -280,10 +286,18 @@ func startRenewers(ctx context.Context, b *testing.B, cs kubernetes.Interface, n
 			}
 		}()
 	}
-	waitFor(ctx, b, 10*time.Minute, "every Lease held", func() (bool, string) {
-		return r.held.Load() >= int64(n), fmt.Sprintf("%d of %d held", r.held.Load(), n)
-	})
+	fixture.WaitFor(b, ctx, 10*time.Minute, "every Lease held", r.heldAtLeast(n))
 	return r
+}
+
+// heldAtLeast is a WaitFor condition: n Leases held.
+func (r *renewers) heldAtLeast(n int) func() error {
+	return func() error {
+		if h := r.held.Load(); h < int64(n) {
+			return fmt.Errorf("%d of %d held", h, n)
+		}
+		return nil
+	}
 }
 
 // resync waits until the restarted controller has reconciled every volume and lease again and
@@ -291,10 +305,10 @@ func startRenewers(ctx context.Context, b *testing.B, cs kubernetes.Interface, n
 func resync(ctx context.Context, b *testing.B, ctl *fixture.ControllerProcess, n int, prefix string) {
 	var first, half, p99 time.Duration
 	var start map[string]float64
-	waitFor(ctx, b, 10*time.Minute, "every volume reconciled after the restart", func() (bool, string) {
+	fixture.WaitFor(b, ctx, 10*time.Minute, "every volume reconciled after the restart", func() error {
 		m, err := ctl.Scrape(ctx)
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		if start == nil {
 			start = m.Sum("rest_client_requests_total", "method")
@@ -330,7 +344,10 @@ func resync(ctx context.Context, b *testing.B, ctl *fixture.ControllerProcess, n
 			b.Logf("%sresync: first reconcile %s, half %s, 99%% %s, all %s; %.0f provisioner and %.0f fencer reconciles; controller requests after its first scrape: %s", prefix,
 				first.Round(time.Millisecond), half.Round(time.Millisecond), p99.Round(time.Millisecond), since.Round(time.Millisecond), p, rec["fencer"], strings.Join(methods, ", "))
 		}
-		return done, fmt.Sprintf("%.0f provisioner, %.0f fencer reconciles, depth %v", p, rec["fencer"], depth)
+		if !done {
+			return fmt.Errorf("%.0f provisioner, %.0f fencer reconciles, depth %v", p, rec["fencer"], depth)
+		}
+		return nil
 	})
 }
 
@@ -348,27 +365,6 @@ func startController(b *testing.B, c *cluster.Cluster, bin, dir, name string, ex
 	}
 	b.Cleanup(ctl.Stop)
 	return ctl
-}
-
-func waitFor(ctx context.Context, b *testing.B, timeout time.Duration, what string, cond func() (bool, string)) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	last, lastLog := "", time.Now()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Since(lastLog) > 30*time.Second {
-			b.Logf("waiting for %s: %s", what, last)
-			lastLog = time.Now()
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			b.Fatalf("%s: not within %s: %s", what, timeout, last)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // parallel runs fn for 0..n-1 on workers goroutines and fails on the first error.
