@@ -82,9 +82,9 @@ func startExtender(ctx context.Context, e *fixture.Env, addr string) error {
 // shippedConfig is deploy/scheduler/<file> with its extender pointed at url over plain HTTP;
 // everything else as shipped.
 func shippedConfig(file, url string) ([]byte, error) {
-	raw, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", file))
+	raw, err := shippedFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading the shipped scheduler config: %w", err)
+		return nil, err
 	}
 	var doc map[string]any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
@@ -99,6 +99,15 @@ func shippedConfig(file, url string) ([]byte, error) {
 	e["enableHTTPS"] = false
 	delete(e, "tlsConfig")
 	return yaml.Marshal(doc)
+}
+
+// shippedFile is deploy/scheduler/<file>, as shipped.
+func shippedFile(file string) ([]byte, error) {
+	raw, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", file))
+	if err != nil {
+		return nil, fmt.Errorf("reading the shipped scheduler config: %w", err)
+	}
+	return raw, nil
 }
 
 func waitReady(ctx context.Context, url string, done <-chan error) error {

@@ -3,8 +3,6 @@ package extender_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -42,7 +40,7 @@ func TestPluginBuildPlaces(t *testing.T) {
 	if err := grantSchedulerSharedVolumes(ctx, plane); err != nil {
 		t.Fatal(err)
 	}
-	conf, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", "plugin-scheduler-config.yaml"))
+	conf, err := shippedFile("plugin-scheduler-config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -283,7 +283,7 @@ func benchSchedulerConfig(s *benchScheduler, url string) ([]byte, error) {
 	var err error
 	if s.plugin {
 		file = "plugin-scheduler-config.yaml"
-		raw, err = os.ReadFile(filepath.Join(cluster.RepoRoot(), "deploy", "scheduler", file))
+		raw, err = shippedFile(file)
 	} else {
 		raw, err = shippedConfig(file, url)
 	}
